@@ -1,0 +1,37 @@
+# Quick start: `make train` trains on the real Fashion-MNIST, `make test` runs the tests.
+# Both set up first: a virtual environment with the package, and the data set.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DATA := /usr/share/datasets/fashion-mnist
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get -q -y
+
+.PHONY: setup data train test bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+# Debian's dataset-fashion-mnist; without apt the loader downloads the files instead.
+data:
+	@[ -e $(DATA)/train-images-idx3-ubyte.gz ] || { \
+	  echo "installing dataset-fashion-mnist with apt-get"; \
+	  $(APT) install dataset-fashion-mnist >/dev/null 2>&1 || \
+	  { $(APT) update >/dev/null && $(APT) install dataset-fashion-mnist >/dev/null; } || \
+	  echo "could not install dataset-fashion-mnist; fastsoftmax will try to download the files"; }
+
+train: setup data
+	$(BIN)/python -m fastsoftmax.train $(ARGS)
+
+test: setup data
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .benchmarks
+	find . -name __pycache__ -prune -exec rm -rf {} +

@@ -1,0 +1,34 @@
+"""fastsoftmax: fused softmax-regression kernels and a Fashion-MNIST trainer.
+
+NumPy arrays run on Numba CPU kernels, CuPy arrays on CUDA kernels; every
+function returns arrays of its input's kind.
+
+>>> import numpy as np, fastsoftmax as fs
+>>> X = np.array([[0, 255], [255, 0]], np.uint8)
+>>> W, b = np.eye(2, dtype=np.float32) * 4, np.zeros(2, np.float32)
+>>> fs.linear_softmax(X, W, b, x_scale=1 / 255).argmax(axis=1)
+array([1, 0])
+"""
+
+from .backend import DeviceError
+from .datasets import Dataset, DatasetError, DatasetNotFoundError, load_dataset
+from .estimator import SoftmaxRegression
+from .idx import IdxError, read_idx
+from .ops import accuracy, linear_softmax, linear_softmax_cross_entropy, softmax_cross_entropy
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Dataset",
+    "DatasetError",
+    "DatasetNotFoundError",
+    "DeviceError",
+    "IdxError",
+    "SoftmaxRegression",
+    "accuracy",
+    "linear_softmax",
+    "linear_softmax_cross_entropy",
+    "load_dataset",
+    "read_idx",
+    "softmax_cross_entropy",
+]

@@ -1,0 +1,238 @@
+"""Find, download and check the MNIST-style data sets: Fashion-MNIST and MNIST.
+
+``load_dataset`` takes the first folder that holds all four idx files (each
+``.gz`` or raw) from, in order:
+
+1. ``data_dir``, then ``$FASTSOFTMAX_DATA`` (each as ``<dir>/<name>/`` or the
+   folder itself),
+2. the cache, ``$XDG_CACHE_HOME/fastsoftmax/<name>`` (default
+   ``~/.cache/fastsoftmax/<name>``),
+3. ``/usr/share/datasets/<name>`` (Debian's ``dataset-fashion-mnist``).
+
+If none has them it downloads the official files into the cache, checking
+their md5, unless ``FASTSOFTMAX_NO_DOWNLOAD`` is set (to anything but 0).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import logging
+import os
+import tempfile
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .idx import IdxError, read_idx
+
+__all__ = ["DATASET_NAMES", "Dataset", "DatasetError", "DatasetNotFoundError", "load_dataset"]
+
+_log = logging.getLogger(__name__)
+
+# The four files of a data set, without ".gz"; the order of the tuples below.
+FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+SYSTEM_DIR = Path("/usr/share/datasets")  # where Debian's dataset-* packages put them
+DOWNLOAD_TIMEOUT = 30  # seconds without a byte before a download gives up
+
+
+@dataclass(frozen=True)
+class _Source:
+    title: str
+    class_names: tuple[str, ...]
+    url: str  # the mirror: each file is at url + file + ".gz"
+    md5: tuple[str, ...]  # of the .gz files, in FILES order
+    apt_package: str | None
+
+
+_SOURCES = {
+    "fashion-mnist": _Source(
+        "Fashion-MNIST",
+        ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+        ("8d4fb7e6c68d591d4c3dfef9ec88bf0d", "25c81989df183df01b3e8a0aad5dffbe",
+         "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310"),
+        "dataset-fashion-mnist",
+    ),
+    "mnist": _Source(
+        "MNIST",
+        tuple("0123456789"),
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        ("f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd1e9432",
+         "9fb629c4189551a2d022fa330f9573f3", "ec29112dd5afa0611ce80d1b7f02629c"),
+        None,
+    ),
+}
+DATASET_NAMES = tuple(_SOURCES)
+
+
+class DatasetError(ValueError):
+    """The data set's files are readable but do not make a consistent data set."""
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """No folder holds the data set and it could not be downloaded."""
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A loaded data set.
+
+    Images are flattened to C-contiguous rows of uint8 pixels, shape
+    (n, rows * columns); labels are the uint8 class indices as stored (cast
+    them with ``.astype(np.int64)`` where an index type is wanted).
+    """
+
+    name: str
+    x_train: np.ndarray = field(repr=False)
+    y_train: np.ndarray = field(repr=False)
+    x_test: np.ndarray = field(repr=False)
+    y_test: np.ndarray = field(repr=False)
+    class_names: tuple[str, ...]
+    source: Path  # the folder the files came from
+    image_shape: tuple[int, int]
+
+
+def load_dataset(name: str = "fashion-mnist", data_dir: str | os.PathLike | None = None) -> Dataset:
+    """Load a data set by name ("fashion-mnist" or "mnist"); see the module doc for where from.
+
+    Raises ValueError for an unknown name, DatasetNotFoundError when no folder
+    has the files and downloading fails or is disabled, IdxError for a
+    malformed file and DatasetError for files that disagree.
+    """
+    if name not in _SOURCES:
+        raise ValueError(f"unknown data set {name!r}; known: {', '.join(DATASET_NAMES)}")
+    source = _SOURCES[name]
+    searched = _search_dirs(name, data_dir)
+    folder = next((d for d in searched if _find_files(d)), None) or _download(name, source, searched)
+    paths = _find_files(folder)
+    x_train, y_train, x_test, y_test = (_read(path, source) for path in paths)
+    n_classes = len(source.class_names)
+    _check_split(paths[0], x_train, paths[1], y_train, n_classes)
+    _check_split(paths[2], x_test, paths[3], y_test, n_classes)
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise DatasetError(
+            f"{paths[0]} holds images of shape {x_train.shape[1:]} but {paths[2]} of shape "
+            f"{x_test.shape[1:]}; the files come from different data sets"
+        )
+    return Dataset(
+        name=name,
+        x_train=x_train.reshape(len(x_train), -1),
+        y_train=y_train,
+        x_test=x_test.reshape(len(x_test), -1),
+        y_test=y_test,
+        class_names=source.class_names,
+        source=folder,
+        image_shape=x_train.shape[1:],
+    )
+
+
+def _search_dirs(name: str, data_dir: str | os.PathLike | None) -> list[Path]:
+    roots = [Path(r).expanduser() for r in (data_dir, os.environ.get("FASTSOFTMAX_DATA")) if r]
+    # <root>/<name> first, so that one root can hold several data sets.
+    return [d for root in roots for d in (root / name, root)] + [_cache_dir(name), SYSTEM_DIR / name]
+
+
+def _cache_dir(name: str) -> Path:
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"  # the XDG spec ignores relative paths
+    return base / "fastsoftmax" / name
+
+
+def _find_file(folder: Path, stem: str) -> Path | None:
+    return next((p for p in (folder / stem, folder / f"{stem}.gz") if p.is_file()), None)
+
+
+def _find_files(folder: Path) -> list[Path] | None:
+    """The four files in folder, or None unless all four are there."""
+    paths = [_find_file(folder, stem) for stem in FILES]
+    return None if None in paths else paths
+
+
+def _download(name: str, source: _Source, searched: list[Path]) -> Path:
+    """Download the missing files into the cache and return it, or raise DatasetNotFoundError."""
+    cache = _cache_dir(name)
+    if os.environ.get("FASTSOFTMAX_NO_DOWNLOAD", "") not in ("", "0"):
+        reason = "downloading is disabled (FASTSOFTMAX_NO_DOWNLOAD is set)"
+    else:
+        try:
+            for stem, md5 in zip(FILES, source.md5):
+                if _find_file(cache, stem) is None:  # resume an interrupted download
+                    _fetch(f"{source.url}{stem}.gz", md5, cache / f"{stem}.gz")
+            return cache
+        # URLError, HTTPError and timeouts are OSErrors; a bad checksum is a ValueError.
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            reason = f"the download from {source.url} failed: {exc}"
+    options = [
+        "pass --data-dir DIR (data_dir=DIR) naming a folder with the four idx files",
+        "set FASTSOFTMAX_DATA to such a folder",
+        *([f"apt-get install {source.apt_package}"] if source.apt_package else []),
+        f"connect to the internet and run again (the files are then kept in {cache})",
+    ]
+    # One line: the CLI prints it as its whole error message.
+    raise DatasetNotFoundError(
+        f"{source.title} not found in {', '.join(map(str, searched))}, and {reason}; "
+        f"to fix it: {'; or '.join(options)}"
+    )
+
+
+def _fetch(url: str, md5: str, dest: Path) -> None:
+    """Download url to dest if its md5 matches; dest never holds a partial file."""
+    _log.info("downloading %s", url)
+    with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as response:
+        data = response.read()
+    digest = hashlib.md5(data, usedforsecurity=False).hexdigest()
+    if digest != md5:
+        raise ValueError(f"{url}: checksum mismatch (md5 {digest}, expected {md5})")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, dest)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _read(path: Path, source: _Source) -> np.ndarray:
+    try:
+        return read_idx(path)
+    except IdxError as exc:
+        if source.apt_package and path.is_relative_to(SYSTEM_DIR):
+            raise IdxError(f"{exc}, or reinstall {source.apt_package}") from None
+        raise
+
+
+def _check_split(images_path: Path, images: np.ndarray, labels_path: Path, labels: np.ndarray,
+                 n_classes: int) -> None:
+    """Raise DatasetError unless images and labels make one split of a data set."""
+    if images.ndim != 3 or images.dtype != np.uint8:
+        raise DatasetError(
+            f"{images_path}: expected uint8 images of shape (count, rows, columns), "
+            f"found {images.dtype} of shape {images.shape}; is it an images file?"
+        )
+    if labels.ndim != 1 or labels.dtype != np.uint8:
+        raise DatasetError(
+            f"{labels_path}: expected uint8 labels of shape (count,), "
+            f"found {labels.dtype} of shape {labels.shape}; is it a labels file?"
+        )
+    if len(labels) != len(images):
+        raise DatasetError(
+            f"{labels_path} has {len(labels)} labels but {images_path} has {len(images)} images; "
+            "the files come from different data sets"
+        )
+    bad = np.flatnonzero(labels >= n_classes)
+    if bad.size:
+        raise DatasetError(
+            f"{labels_path}: label {labels[bad[0]]} at index {bad[0]} is out of range [0, {n_classes}); "
+            "is it the right data set?"
+        )

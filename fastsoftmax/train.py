@@ -1,0 +1,144 @@
+"""Train softmax regression on an idx data set: ``python -m fastsoftmax.train``.
+
+Prints one line per epoch and a summary; --save, --json and --plot write the
+model, the results and the training curves (each file atomically). Bad input
+ends with one line on stderr and exit status 2 (usage) or 1 (data, device).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+
+from tqdm import tqdm
+
+from .atomic import atomic_write
+from .backend import DEVICES, device_name, resolve_device
+from .datasets import DATASET_NAMES, load_dataset
+from .estimator import SoftmaxRegression
+from .schedules import SCHEDULES
+
+PROG = "python -m fastsoftmax.train"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        """One line, not argparse's usage block: the message names the flag."""
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    return value
+
+
+def _finite(low):
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < 0 or (value == 0 and low == "positive"):
+            raise argparse.ArgumentTypeError(f"must be a {low} finite number, got {text!r}")
+        return value
+
+    return parse
+
+
+def build_parser():
+    defaults = SoftmaxRegression().get_params()
+    p = _Parser(prog=PROG, description="Train softmax regression (multinomial logistic regression) on an idx data set.")
+    p.add_argument("--dataset", choices=DATASET_NAMES, default="fashion-mnist")
+    p.add_argument("--data-dir", metavar="DIR", help="folder with the four idx files (else $FASTSOFTMAX_DATA, the cache, /usr/share/datasets)")
+    p.add_argument("--device", choices=DEVICES, default="auto", help="auto: CUDA where CuPy sees a GPU, else CPU")
+    p.add_argument("--epochs", type=_positive_int, default=defaults["epochs"])
+    p.add_argument("--batch-size", type=_positive_int, default=defaults["batch_size"])
+    p.add_argument("--lr", type=_finite("positive"), default=defaults["lr"], help="peak learning rate")
+    p.add_argument("--schedule", choices=SCHEDULES, default=defaults["schedule"])
+    p.add_argument("--weight-decay", type=_finite("non-negative"), default=defaults["weight_decay"])
+    p.add_argument("--seed", type=int, default=defaults["seed"])
+    p.add_argument("--save", metavar="PATH", help="save the model (.npz), also after every epoch")
+    p.add_argument("--resume", metavar="PATH", help="continue a run from a model saved with --save (same flags)")
+    p.add_argument("--plot", metavar="PATH", help="save the training curves as a PNG")
+    p.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    p.add_argument("--quiet", action="store_true", help="print the summary only")
+    return p
+
+
+def run(args):
+    params = dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, schedule=args.schedule,
+                  weight_decay=args.weight_decay, seed=args.seed, device=args.device)
+    if args.resume:  # warm_start resumes the schedule after the epochs already in history_
+        model = SoftmaxRegression.load(args.resume).set_params(**params, warm_start=True)
+    else:
+        model = SoftmaxRegression(**params)
+    done = len(getattr(model, "history_", []))
+    if done >= args.epochs:
+        raise ValueError(f"{args.resume} has already trained {done} epochs; ask for more with --epochs")
+    device = resolve_device(args.device)  # fail on a missing GPU before loading data
+    data = load_dataset(args.dataset, args.data_dir)
+    say = (lambda line: None) if args.quiet else tqdm.write
+    say(f"{data.name}: {len(data.x_train)} train / {len(data.x_test)} test images from {data.source}; "
+        f"device {device_name(device)}")
+
+    if done:
+        say(f"resuming from {args.resume} after epoch {done}")
+    bar = tqdm(total=args.epochs, initial=done, unit="epoch", leave=False, disable=True if args.quiet else None)
+
+    def report(model, record):
+        say(f"epoch {record['epoch']}/{args.epochs}  loss {record['loss']:.4f}  "
+            f"train acc {record['train_acc']:.4f}  test acc {record['test_acc']:.4f}  "
+            f"({record['seconds']:.2f} s)")
+        bar.update()
+        if args.save:  # a checkpoint per epoch: an interrupted run loses one epoch at most
+            model.save(args.save)
+
+    start = time.perf_counter()
+    with bar:
+        model.fit(data.x_train, data.y_train, eval_set=(data.x_test, data.y_test), callback=report)
+    seconds = time.perf_counter() - start
+    ran = model.history_[done:]
+    train_seconds = sum(r["train_seconds"] for r in ran)
+    last = model.history_[-1]
+    rate = len(ran) * len(data.x_train) / train_seconds
+    print(f"test accuracy {last['test_acc']:.4f}  train accuracy {last['train_acc']:.4f}  |  "
+          f"{len(ran)} epochs in {seconds:.2f} s ({rate:,.0f} examples/s)  |  device {device_name(device)}")
+
+    if args.json:
+        result = {"dataset": data.name, "device": device, "device_name": device_name(device),
+                  "test_acc": last["test_acc"], "train_acc": last["train_acc"], "loss": last["loss"],
+                  "seconds": seconds, "train_seconds": train_seconds, "examples_per_second": rate,
+                  "params": model.get_params(), "history": model.history_}
+        with atomic_write(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    if args.plot:
+        from .plots import plot_history  # matplotlib only when asked for
+
+        plot_history(model.history_, args.plot, title=f"{data.name}, {device_name(device)}")
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except (ValueError, TypeError, OSError, RuntimeError) as e:
+        # Library errors name the problem and the fix; the CLI shows just that line.
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted" + (f"; the last finished epoch is in {args.save}" if args.save else ""),
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""End to end on the real Fashion-MNIST: the defaults must reach 0.84 test accuracy.
+
+Skipped, with the reason, where the files are absent (`make test` installs
+Debian's dataset-fashion-mnist first, so they are present there).
+"""
+
+import pytest
+
+import fastsoftmax as fs
+from fastsoftmax.backend import cuda_available
+
+
+@pytest.fixture(scope="module")
+def fashion():
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FASTSOFTMAX_NO_DOWNLOAD", "1")  # a test never downloads
+        try:
+            return fs.load_dataset("fashion-mnist")
+        except fs.DatasetNotFoundError as e:
+            pytest.skip(f"real Fashion-MNIST absent (apt-get install dataset-fashion-mnist): {e}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_defaults_reach_084_test_accuracy(fashion, device):
+    if device == "cuda" and not cuda_available():
+        pytest.skip("CUDA backend: CuPy with a CUDA GPU is not available here")
+    model = fs.SoftmaxRegression(device=device)
+    model.fit(fashion.x_train, fashion.y_train, eval_set=(fashion.x_test, fashion.y_test))
+    acc = model.history_[-1]["test_acc"]
+    print(f"{device}: test accuracy {acc:.4f} after {len(model.history_)} epochs")
+    assert acc >= 0.84
+    assert model.score(fashion.x_test, fashion.y_test) == pytest.approx(acc)
