@@ -17,27 +17,12 @@ from tqdm import tqdm
 
 from .atomic import atomic_write
 from .backend import DEVICES, device_name, resolve_device
+from .cli import Parser, positive_int, run_command
 from .datasets import DATASET_NAMES, load_dataset
 from .estimator import SoftmaxRegression
 from .schedules import SCHEDULES
 
 PROG = "python -m fastsoftmax.train"
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        """One line, not argparse's usage block: the message names the flag."""
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
-    return value
 
 
 def _finite(low):
@@ -55,12 +40,12 @@ def _finite(low):
 
 def build_parser():
     defaults = SoftmaxRegression().get_params()
-    p = _Parser(prog=PROG, description="Train softmax regression (multinomial logistic regression) on an idx data set.")
+    p = Parser(prog=PROG, description="Train softmax regression (multinomial logistic regression) on an idx data set.")
     p.add_argument("--dataset", choices=DATASET_NAMES, default="fashion-mnist")
     p.add_argument("--data-dir", metavar="DIR", help="folder with the four idx files (else $FASTSOFTMAX_DATA, the cache, /usr/share/datasets)")
     p.add_argument("--device", choices=DEVICES, default="auto", help="auto: CUDA where CuPy sees a GPU, else CPU")
-    p.add_argument("--epochs", type=_positive_int, default=defaults["epochs"])
-    p.add_argument("--batch-size", type=_positive_int, default=defaults["batch_size"])
+    p.add_argument("--epochs", type=positive_int, default=defaults["epochs"])
+    p.add_argument("--batch-size", type=positive_int, default=defaults["batch_size"])
     p.add_argument("--lr", type=_finite("positive"), default=defaults["lr"], help="peak learning rate")
     p.add_argument("--schedule", choices=SCHEDULES, default=defaults["schedule"])
     p.add_argument("--weight-decay", type=_finite("non-negative"), default=defaults["weight_decay"])
@@ -127,17 +112,8 @@ def run(args):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    try:
-        run(args)
-    except (ValueError, TypeError, OSError, RuntimeError) as e:
-        # Library errors name the problem and the fix; the CLI shows just that line.
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted" + (f"; the last finished epoch is in {args.save}" if args.save else ""),
-              file=sys.stderr)
-        return 130
-    return 0
+    interrupted = f"; the last finished epoch is in {args.save}" if args.save else ""
+    return run_command(PROG, run, args, interrupted)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,203 @@
+"""The predict CLI on a small generated data set and a model trained on it in milliseconds."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.image
+import numpy as np
+import pytest
+from idxdata import make_dataset_dir
+
+from fastsoftmax import datasets, plots
+from fastsoftmax.datasets import load_dataset
+from fastsoftmax.estimator import SoftmaxRegression
+from fastsoftmax.evaluation import confusion_matrix
+from fastsoftmax.predict import MAX_DRAWN, PROG, main
+
+SHAPE = (6, 5)  # not square, so a transposed reshape would show
+N_TEST = 20
+PNGS = ("predictions.png", "weights.png", "confusion.png")
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    make_dataset_dir(root / "fashion-mnist", n_train=60, n_test=N_TEST, image_shape=SHAPE)
+    return root
+
+
+@pytest.fixture(scope="module")
+def data(data_dir):
+    return load_dataset("fashion-mnist", data_dir)
+
+
+@pytest.fixture(scope="module")
+def model_path(data, tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "model.npz"
+    SoftmaxRegression(epochs=2, batch_size=16, device="cpu").fit(data.x_train, data.y_train).save(path)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    """Only --data-dir holds data: no env folder, an empty cache and system folder, no download."""
+    monkeypatch.delenv("FASTSOFTMAX_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("FASTSOFTMAX_NO_DOWNLOAD", "1")
+    monkeypatch.setattr(datasets, "SYSTEM_DIR", tmp_path / "system")
+
+
+@pytest.fixture
+def figures(monkeypatch):
+    """The figures the CLI saves, by file name, to check what it drew."""
+    saved, save = {}, plots.save_figure
+
+    def keep(fig, path):
+        saved[Path(path).name] = fig
+        save(fig, path)
+
+    monkeypatch.setattr(plots, "save_figure", keep)
+    return saved
+
+
+def predict(capsys, *args):
+    """(exit status, stdout, stderr) of the CLI; argparse's usage errors exit through SystemExit."""
+    try:
+        status = main([str(a) for a in args])
+    except SystemExit as e:
+        status = e.code
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def assert_one_line_error(err, *fragments):
+    assert err.endswith("\n") and err.count("\n") == 1, err
+    assert err.startswith(f"{PROG}: error: ") and "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in err
+
+
+def test_prints_the_evaluation_and_writes_three_pngs(capsys, data, data_dir, model_path, tmp_path, figures):
+    out_dir = tmp_path / "figs"
+    status, out, err = predict(capsys, "--model", model_path, "--data-dir", data_dir, "--n", 7, "--out", out_dir)
+    assert status == 0, err
+    model = SoftmaxRegression.load(model_path)
+    y_pred = model.predict(data.x_test)
+    counts = confusion_matrix(data.y_test, y_pred, 10)
+    right = int((y_pred == data.y_test).sum())
+    assert f"test accuracy {right / N_TEST:.4f} ({right} of {N_TEST})" in out
+    for name, row in zip(data.class_names, counts):
+        if row.sum():
+            assert re.search(rf"^  {re.escape(name)} +{row[data.class_names.index(name)] / row.sum():.3f}  ", out, re.MULTILINE)
+    listed = re.findall(r"^ +(\d+)  (.+?) +-> (.+?) +\((\d\.\d\d)\)( +wrong)?$", out, re.MULTILINE)
+    assert [int(i) for i, *_ in listed] == list(range(7))
+    assert [(t, p) for _, t, p, *_ in listed] == [
+        (data.class_names[t], data.class_names[p]) for t, p in zip(data.y_test[:7], y_pred[:7])
+    ]
+    assert [bool(w) for *_, w in listed] == list(data.y_test[:7] != y_pred[:7])
+    for name in PNGS:
+        assert f"wrote {out_dir / name}\n" in out
+        image = matplotlib.image.imread(out_dir / name)
+        width, height = np.round(figures[name].get_size_inches() * plots.DPI).astype(int)
+        assert image.shape == (height, width, 4)
+
+    # What was drawn: the test images' predictions, the model's weights, its confusion matrix.
+    titles = [ax.get_title() for ax in figures["predictions.png"].axes]
+    assert titles == [f"true: {data.class_names[t]}\npred: {data.class_names[p]}"
+                      for t, p in zip(data.y_test[:7], y_pred[:7])]
+    for ax, weights in zip(figures["weights.png"].axes, model.coef_):
+        np.testing.assert_array_equal(ax.images[0].get_array(), weights.reshape(SHAPE))
+    drawn = figures["confusion.png"].axes[0].images[0].get_array()
+    assert drawn.sum() == N_TEST
+    np.testing.assert_array_equal(drawn, counts)
+
+
+def test_n_defaults_to_10_and_may_be_the_whole_test_set(capsys, data_dir, model_path, tmp_path):
+    status, out, _ = predict(capsys, "--model", model_path, "--data-dir", data_dir, "--out", tmp_path)
+    assert status == 0 and "the first 10 test images" in out
+    status, out, _ = predict(capsys, "--model", model_path, "--data-dir", data_dir, "--n", N_TEST, "--out", tmp_path)
+    assert status == 0 and f"the first {N_TEST} test images" in out
+
+
+def test_a_large_n_is_listed_but_the_grid_stops_at_max_drawn(capsys, monkeypatch, data_dir, model_path, tmp_path,
+                                                           figures):
+    monkeypatch.setattr("fastsoftmax.predict.MAX_DRAWN", 4)
+    status, out, _ = predict(capsys, "--model", model_path, "--data-dir", data_dir, "--n", 6, "--out", tmp_path)
+    assert status == 0 and MAX_DRAWN >= 100
+    assert len(re.findall(r"^ +\d+  .+ -> ", out, re.MULTILINE)) == 6
+    assert len(figures["predictions.png"].axes) == 4
+    assert "predictions.png (the first 4 of the 6 images)" in out
+
+
+@pytest.mark.parametrize("n, status, message", [
+    (0, 2, "argument --n: must be an integer >= 1, got 0"),
+    ("x", 2, "argument --n: must be an integer >= 1, got 'x'"),
+    (N_TEST + 1, 1, f"--n {N_TEST + 1} is more than the {N_TEST} test images of fashion-mnist"),
+])
+def test_bad_n_is_a_one_line_error(capsys, data_dir, model_path, tmp_path, n, status, message):
+    got, _, err = predict(capsys, "--model", model_path, "--data-dir", data_dir, "--n", n, "--out", tmp_path)
+    assert got == status
+    assert message in err and err.count("\n") == 1
+    assert not list(tmp_path.glob("*.png"))
+
+
+def test_missing_model_argument_is_a_usage_error(capsys):
+    status, _, err = predict(capsys)
+    assert status == 2
+    assert "the following arguments are required: --model" in err and err.count("\n") == 1
+
+
+def save_fields(path, **fields):
+    """A model file with its fields replaced: coef, intercept, format, params, history."""
+    model = {"format": np.array("fastsoftmax.SoftmaxRegression/1"), "coef": np.zeros((10, 30), np.float32),
+             "intercept": np.zeros(10, np.float32), "params": np.array(json.dumps({})), "history": np.array("[]")}
+    np.savez(path, **{**model, **fields})
+    return path
+
+
+BAD_MODELS = {
+    "missing": (lambda p: p, "no such model file"),
+    "not a zip": (lambda p: p.write_bytes(b"hello") and p, "is not a fastsoftmax model file"),
+    "truncated": (lambda p: p.write_bytes(b"PK\x03\x04" + bytes(40)) and p, "is not a fastsoftmax model file"),
+    "other format": (lambda p: save_fields(p, format=np.array("sklearn")), "is not a fastsoftmax model file"),
+    "1-D weights": (lambda p: save_fields(p, coef=np.zeros(30, np.float32)), "do not fit"),
+    "biases of the wrong length": (lambda p: save_fields(p, intercept=np.zeros(3, np.float32)), "do not fit"),
+    "784 features": (lambda p: save_fields(p, coef=np.zeros((10, 784), np.float32)),
+                     "takes 784 features per image, but fashion-mnist images have 30 pixels (6x5)"),
+    "5 classes": (lambda p: save_fields(p, coef=np.zeros((5, 30), np.float32), intercept=np.zeros(5, np.float32)),
+                  "predicts 5 classes, but fashion-mnist has 10"),
+    "NaN weights": (lambda p: save_fields(p, coef=np.full((10, 30), np.nan, np.float32)), "NaN or inf"),
+    "integer weights": (lambda p: save_fields(p, coef=np.zeros((10, 30), np.int64)), "dtype int64"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_MODELS)
+def test_a_bad_model_is_a_one_line_error(capsys, data_dir, tmp_path, case):
+    make, message = BAD_MODELS[case]
+    path = make(tmp_path / "model.npz")
+    status, _, err = predict(capsys, "--model", path, "--data-dir", data_dir, "--out", tmp_path / "figs")
+    assert status == 1
+    assert_one_line_error(err, message)
+    assert not (tmp_path / "figs").exists()
+
+
+def test_missing_data_is_a_one_line_error(capsys, model_path, tmp_path):
+    status, _, err = predict(capsys, "--model", model_path, "--data-dir", tmp_path / "nowhere", "--out", tmp_path)
+    assert status == 1
+    assert_one_line_error(err, "Fashion-MNIST not found", "FASTSOFTMAX_NO_DOWNLOAD")
+
+
+def test_runs_as_a_module_headless(data_dir, model_path, tmp_path):
+    """python -m works with a GUI backend asked for and no display: plots force Agg."""
+    env = {**os.environ, "MPLBACKEND": "TkAgg", "PYTHONPATH": str(Path(__file__).parents[1])}
+    env.pop("DISPLAY", None)
+    args = [sys.executable, "-m", "fastsoftmax.predict", "--model", model_path, "--data-dir", data_dir,
+            "--n", "3", "--out", tmp_path]
+    result = subprocess.run([str(a) for a in args], env=env, capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert all((tmp_path / name).is_file() for name in PNGS)
