@@ -1,0 +1,350 @@
+"""The peers, each written the way a competent user would write it.
+
+Every peer gets the same data, weights, hyper-parameters and thread count. The
+peers get the pixels preloaded in their own preferred form (float32 scaled to
+[0, 1] on their device; JAX's epoch reads the uint8 pixels and scales each
+batch inside its jitted scan); fastsoftmax gets the raw uint8 pixels and
+scales them inside its kernels. Each factory returns a zero-argument callable
+that does one unit of work and waits for it to finish (GPU peers synchronise;
+a whole epoch reads its loss back, as a training loop does to report it).
+"""
+
+import numpy as np
+
+import fastsoftmax as fs
+from fastsoftmax import reference
+
+SCALE = 1 / 255
+K = 10
+LR = 0.1  # plain SGD at one constant rate: no peer pays for a schedule
+
+
+class Unavailable(Exception):
+    """This peer cannot run here (say, torch.compile without a working compiler); skip it."""
+
+
+def weights(d, seed=0):
+    """The shared starting point: W (d, K) small random, b zeros, float32."""
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((d, K)) * 0.01).astype(np.float32), np.zeros(K, np.float32)
+
+
+def batches(n, batch):
+    return [(lo, min(n, lo + batch)) for lo in range(0, n, batch)]
+
+
+def _torch():
+    """torch with Numba's thread count, so that no peer has more cores than another."""
+    import torch
+
+    from conftest import THREADS
+
+    torch.set_num_threads(THREADS)
+    return torch
+
+
+def _synced(fn, sync):
+    def call():
+        out = fn()
+        sync()
+        return out
+
+    return call
+
+
+def _compiled(fn):
+    """fn after torch.compile, where that works: a failure to compile skips the peer."""
+    compiled = _torch().compile(fn)
+    ready = False
+
+    def call(*args):
+        nonlocal ready
+        if ready:
+            return compiled(*args)
+        try:
+            out = compiled(*args)
+        except Exception as e:  # dynamo and inductor raise many kinds
+            raise Unavailable(f"torch.compile does not work here: {type(e).__name__}: {e}") from e
+        ready = True
+        return out
+
+    return call
+
+
+# ---- the three kernels ----
+
+
+def kernel_fastsoftmax(kernel, X, y, xp=np, sync=lambda: None):
+    W, b = (xp.asarray(a) for a in weights(X.shape[1]))
+    X, y = xp.asarray(X), xp.asarray(y)
+    scores = fs.linear_softmax(X, W, b, x_scale=SCALE)
+    calls = {
+        "linear_softmax": lambda: fs.linear_softmax(X, W, b, x_scale=SCALE),
+        "linear_softmax_cross_entropy": lambda: fs.linear_softmax_cross_entropy(X, W, b, y, x_scale=SCALE),
+        "accuracy": lambda: fs.accuracy(scores, y),
+    }
+    return _synced(calls[kernel], sync)
+
+
+def kernel_numpy(kernel, X, y):
+    """The float64 NumPy reference (fastsoftmax.reference): the textbook formulas."""
+    W, b = weights(X.shape[1])
+    scores = reference.linear_softmax(X, W, b, x_scale=SCALE)
+    calls = {
+        "linear_softmax": lambda: reference.linear_softmax(X, W, b, x_scale=SCALE),
+        "linear_softmax_cross_entropy": lambda: reference.linear_softmax_cross_entropy(X, W, b, y, x_scale=SCALE),
+        "accuracy": lambda: reference.accuracy(scores, y),
+    }
+    return calls[kernel]
+
+
+def kernel_torch(kernel, X, y, device="cpu", compile=False):
+    torch = _torch()
+    F = torch.nn.functional
+
+    Xf = torch.as_tensor(X, device=device).float() * SCALE
+    yt = torch.as_tensor(y, device=device)
+    W0, b0 = weights(X.shape[1])
+    W = torch.as_tensor(W0, device=device).requires_grad_()
+    b = torch.as_tensor(b0, device=device).requires_grad_()
+
+    def forward(Xf, W, b):
+        return torch.softmax(Xf @ W + b, dim=1)
+
+    def loss_and_hits(Xf, W, b, yt):
+        logits = Xf @ W + b
+        return F.cross_entropy(logits, yt), (logits.argmax(1) == yt).sum()
+
+    def accuracy(scores, yt):
+        return (scores.argmax(1) == yt).float().mean()
+
+    if compile:  # the backward of loss_and_hits is compiled too (AOTAutograd)
+        forward, loss_and_hits, accuracy = _compiled(forward), _compiled(loss_and_hits), _compiled(accuracy)
+
+    with torch.no_grad():
+        scores = torch.softmax(Xf @ W + b, dim=1)
+
+    def gradient():
+        loss, hits = loss_and_hits(Xf, W, b, yt)
+        dW, db = torch.autograd.grad(loss, (W, b))
+        return loss, hits, dW, db
+
+    calls = {
+        "linear_softmax": torch.no_grad()(lambda: forward(Xf, W, b)),
+        "linear_softmax_cross_entropy": gradient,
+        "accuracy": lambda: accuracy(scores, yt).item(),  # a float, as fastsoftmax.accuracy gives
+    }
+    return _synced(calls[kernel], torch.cuda.synchronize if device == "cuda" else lambda: None)
+
+
+def kernel_jax(kernel, X, y):
+    import jax
+    import jax.numpy as jnp
+
+    Xf, yj = jnp.asarray(X, jnp.float32) * SCALE, jnp.asarray(y)
+    W, b = (jnp.asarray(a) for a in weights(X.shape[1]))
+
+    def loss_fn(W, b, Xf, yj):
+        logits = Xf @ W + b
+        loss = -jnp.take_along_axis(jax.nn.log_softmax(logits), yj[:, None], 1).mean()
+        return loss, (logits.argmax(1) == yj).sum()
+
+    # The arrays are arguments, not closed-over constants, which XLA would fold away.
+    forward = jax.jit(lambda W, b, Xf: jax.nn.softmax(Xf @ W + b))
+    gradient = jax.jit(jax.value_and_grad(loss_fn, (0, 1), has_aux=True))
+    accuracy = jax.jit(lambda s, y: (s.argmax(1) == y).mean())
+    scores = forward(W, b, Xf)
+    calls = {
+        "linear_softmax": lambda: jax.block_until_ready(forward(W, b, Xf)),
+        "linear_softmax_cross_entropy": lambda: jax.block_until_ready(gradient(W, b, Xf, yj)),
+        "accuracy": lambda: float(accuracy(scores, yj)),
+    }
+    return calls[kernel]
+
+
+def kernel_cupy_naive(kernel, X, y):
+    """cupy.matmul plus elementwise ops: the obvious GPU port of the NumPy code."""
+    import cupy as cp
+
+    Xf, yc = cp.asarray(X, cp.float32) * cp.float32(SCALE), cp.asarray(y)
+    W, b = (cp.asarray(a) for a in weights(X.shape[1]))
+    rows = cp.arange(len(yc))
+
+    def forward():
+        z = Xf @ W + b
+        e = cp.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    def gradient():
+        p = forward()
+        loss = -cp.log(p[rows, yc]).mean()
+        correct = (p.argmax(1) == yc).sum()
+        p[rows, yc] -= 1
+        p /= len(yc)
+        return loss, correct, Xf.T @ p, p.sum(0)
+
+    scores = forward()
+    calls = {
+        "linear_softmax": forward,
+        "linear_softmax_cross_entropy": gradient,
+        "accuracy": lambda: float((scores.argmax(1) == yc).mean()),
+    }
+    return _synced(calls[kernel], cp.cuda.Device().synchronize)
+
+
+# ---- one epoch of minibatch SGD: batch 256, lr 0.1, one shuffled order for all ----
+
+
+def epoch_fastsoftmax(X, y, order, batch, device="cpu"):
+    """The backend's one-call epoch (what SoftmaxRegression.fit runs per epoch)."""
+    from fastsoftmax.backend import array_module, kernels_for_device
+
+    xp, kernels = array_module(device), kernels_for_device(device)
+    W, b = weights(X.shape[1])
+    coef, b = xp.asarray(np.ascontiguousarray(W.T)), xp.asarray(b)
+    X, y, order = xp.asarray(X), xp.asarray(y), xp.asarray(order)
+    lrs = xp.full(len(batches(len(order), batch)), LR, np.float32)
+
+    def epoch():
+        loss, correct = kernels.train_epoch(X, y, order, coef, b, lrs, batch, SCALE, 0.0)
+        return float(loss)
+
+    return epoch
+
+
+def epoch_reference(X, y, order, batch):
+    """The float64 NumPy reference's epoch (fastsoftmax.reference.train_epoch)."""
+    W, b = weights(X.shape[1])
+    lrs = np.full(len(batches(len(order), batch)), LR)
+    return lambda: reference.train_epoch(X, y, order, W, b, lrs, batch, x_scale=SCALE)[2]
+
+
+def epoch_naive(X, y, order, batch, xp=np):
+    """NumPy (or CuPy: cupy.matmul plus elementwise ops) from scratch in float32, the tutorials' way."""
+    Xf, yx = xp.asarray(X, xp.float32) * xp.float32(SCALE), xp.asarray(y)
+    W, b = (xp.asarray(a) for a in weights(X.shape[1]))
+    idx = [xp.asarray(order[lo:hi]) for lo, hi in batches(len(order), batch)]
+    lr = xp.float32(LR)
+
+    def epoch():
+        for i in idx:
+            xb, yb = Xf[i], yx[i]
+            z = xb @ W + b
+            p = xp.exp(z - z.max(axis=1, keepdims=True))
+            p /= p.sum(axis=1, keepdims=True)
+            p[xp.arange(len(i)), yb] -= 1
+            p /= len(i)
+            W[...] -= lr * (xb.T @ p)
+            b[...] -= lr * p.sum(axis=0)
+        return float(b[0])  # waits for a GPU
+
+    return epoch
+
+
+def epoch_torch(X, y, order, batch, device="cpu", compile=False):
+    """nn.Linear + F.cross_entropy + optim.SGD on preloaded tensors."""
+    torch = _torch()
+    F = torch.nn.functional
+
+    Xf = torch.as_tensor(X, device=device).float() * SCALE
+    yt = torch.as_tensor(y, device=device)
+    idx = [torch.as_tensor(order[lo:hi], device=device) for lo, hi in batches(len(order), batch)]
+    model = torch.nn.Linear(X.shape[1], K).to(device)
+    W, b = weights(X.shape[1])
+    with torch.no_grad():
+        model.weight.copy_(torch.as_tensor(W.T))
+        model.bias.copy_(torch.as_tensor(b))
+    opt = torch.optim.SGD(model.parameters(), lr=LR)
+
+    def step(xb, yb):
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(xb), yb)
+        loss.backward()
+        opt.step()
+        return loss.detach()
+
+    if compile:  # the whole step: forward, backward and the optimizer
+        step = _compiled(step)
+
+    def epoch():
+        for i in idx:
+            loss = step(Xf[i], yt[i])
+        return float(loss)  # one synchronisation per epoch, as for fastsoftmax
+
+    return epoch
+
+
+def epoch_jax(X, y, order, batch):
+    """jax.jit of the whole epoch: lax.scan over the full batches, then the remainder."""
+    import jax
+    import jax.numpy as jnp
+
+    full = len(order) // batch * batch
+    data = (jnp.asarray(X), jnp.asarray(y), jnp.asarray(order[:full].reshape(-1, batch)), jnp.asarray(order[full:]))
+    params = tuple(jnp.asarray(a) for a in weights(X.shape[1]))
+
+    @jax.jit
+    def run(params, Xu, yj, idx, rest):  # data as arguments: XLA would embed closed-over arrays
+        def loss_fn(params, rows):
+            W, b = params
+            logits = Xu[rows].astype(jnp.float32) * SCALE @ W + b
+            return -jnp.take_along_axis(jax.nn.log_softmax(logits), yj[rows][:, None], 1).mean()
+
+        def step(params, rows):
+            loss, grads = jax.value_and_grad(loss_fn)(params, rows)
+            return tuple(p - LR * g for p, g in zip(params, grads)), loss
+
+        params, losses = jax.lax.scan(step, params, idx)
+        if rest.size:
+            params, _ = step(params, rest)
+        return params, losses.mean()
+
+    state = {"params": params}
+
+    def epoch():
+        state["params"], loss = run(state["params"], *data)
+        return float(loss)
+
+    return epoch
+
+
+def _cupy_sync():
+    import cupy
+
+    return {"xp": cupy, "sync": cupy.cuda.Device().synchronize}
+
+
+def _cupy_epoch_naive(X, y, order, batch):
+    import cupy
+
+    return epoch_naive(X, y, order, batch, xp=cupy)
+
+
+# name -> factory, by where it runs; the benchmarks are parametrised over these.
+CPU_KERNELS = {
+    "fastsoftmax": kernel_fastsoftmax,
+    "numpy reference": kernel_numpy,
+    "torch": kernel_torch,
+    "torch.compile": lambda kernel, X, y: kernel_torch(kernel, X, y, compile=True),
+    "jax.jit": kernel_jax,
+}
+GPU_KERNELS = {
+    "fastsoftmax": lambda kernel, X, y: kernel_fastsoftmax(kernel, X, y, **_cupy_sync()),
+    "torch": lambda kernel, X, y: kernel_torch(kernel, X, y, device="cuda"),
+    "cupy naive": kernel_cupy_naive,
+}
+CPU_EPOCHS = {
+    "fastsoftmax": epoch_fastsoftmax,
+    "numpy reference": epoch_reference,
+    "numpy float32": epoch_naive,
+    "torch": epoch_torch,
+    "torch.compile": lambda *a: epoch_torch(*a, compile=True),
+    "jax.jit": epoch_jax,
+}
+GPU_EPOCHS = {
+    "fastsoftmax": lambda *a: epoch_fastsoftmax(*a, device="cuda"),
+    "torch": lambda *a: epoch_torch(*a, device="cuda"),
+    "cupy naive": _cupy_epoch_naive,
+}
+# The module each peer needs, to skip it with the reason where it is missing.
+NEEDS = {"torch": "torch", "torch.compile": "torch", "jax.jit": "jax", "cupy naive": "cupy"}
