@@ -32,12 +32,12 @@ train: setup data
 test: setup data
 	$(BIN)/python -m pytest
 
-# fastsoftmax against NumPy, PyTorch and JAX in one run; writes bench/results/<date>-<host>.*
-BENCH_JSON := bench/results/$(shell date +%F)-$(shell hostname -s).json
+# fastsoftmax against NumPy, PyTorch and JAX in one run; report.py writes
+# bench/results/<date>-<cpu|gpu>-<N>core.{json,md,png} naming the machine.
 bench: setup data
 	$(BIN)/pip install -q -e '.[test,bench]'
-	$(BIN)/python -m pytest bench -o python_files='bench_*.py' -p no:cacheprovider --benchmark-json=$(BENCH_JSON)
-	$(BIN)/python bench/report.py $(BENCH_JSON) --out bench/results
+	$(BIN)/python -m pytest bench -o python_files='bench_*.py' -p no:cacheprovider --benchmark-json=.benchmarks/bench.json
+	$(BIN)/python bench/report.py .benchmarks/bench.json --out bench/results
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .benchmarks

@@ -36,7 +36,6 @@ def batches(n, batch):
 def _torch():
     """torch with Numba's thread count, so that no peer has more cores than another."""
     import torch
-
     from conftest import THREADS
 
     torch.set_num_threads(THREADS)
@@ -74,36 +73,34 @@ def _compiled(fn):
 # ---- the three kernels ----
 
 
+def _calls(lib, X, W, b, y):
+    """The three kernels through lib: fastsoftmax itself, or its NumPy reference (the same signatures)."""
+    scores = lib.linear_softmax(X, W, b, x_scale=SCALE)
+    return {
+        "linear_softmax": lambda: lib.linear_softmax(X, W, b, x_scale=SCALE),
+        "linear_softmax_cross_entropy": lambda: lib.linear_softmax_cross_entropy(X, W, b, y, x_scale=SCALE),
+        "accuracy": lambda: lib.accuracy(scores, y),
+    }
+
+
 def kernel_fastsoftmax(kernel, X, y, xp=np, sync=lambda: None):
     W, b = (xp.asarray(a) for a in weights(X.shape[1]))
-    X, y = xp.asarray(X), xp.asarray(y)
-    scores = fs.linear_softmax(X, W, b, x_scale=SCALE)
-    calls = {
-        "linear_softmax": lambda: fs.linear_softmax(X, W, b, x_scale=SCALE),
-        "linear_softmax_cross_entropy": lambda: fs.linear_softmax_cross_entropy(X, W, b, y, x_scale=SCALE),
-        "accuracy": lambda: fs.accuracy(scores, y),
-    }
-    return _synced(calls[kernel], sync)
+    return _synced(_calls(fs, xp.asarray(X), W, b, xp.asarray(y))[kernel], sync)
 
 
 def kernel_numpy(kernel, X, y):
     """The float64 NumPy reference (fastsoftmax.reference): the textbook formulas."""
-    W, b = weights(X.shape[1])
-    scores = reference.linear_softmax(X, W, b, x_scale=SCALE)
-    calls = {
-        "linear_softmax": lambda: reference.linear_softmax(X, W, b, x_scale=SCALE),
-        "linear_softmax_cross_entropy": lambda: reference.linear_softmax_cross_entropy(X, W, b, y, x_scale=SCALE),
-        "accuracy": lambda: reference.accuracy(scores, y),
-    }
-    return calls[kernel]
+    return _calls(reference, X, *weights(X.shape[1]), y)[kernel]
+
+
+def _torch_data(X, y, device):
+    """torch, its functional module, and the data preloaded: float32 pixels in [0, 1], int64 labels."""
+    torch = _torch()
+    return torch, torch.nn.functional, torch.as_tensor(X, device=device).float() * SCALE, torch.as_tensor(y, device=device)
 
 
 def kernel_torch(kernel, X, y, device="cpu", compile=False):
-    torch = _torch()
-    F = torch.nn.functional
-
-    Xf = torch.as_tensor(X, device=device).float() * SCALE
-    yt = torch.as_tensor(y, device=device)
+    torch, F, Xf, yt = _torch_data(X, y, device)
     W0, b0 = weights(X.shape[1])
     W = torch.as_tensor(W0, device=device).requires_grad_()
     b = torch.as_tensor(b0, device=device).requires_grad_()
@@ -206,7 +203,7 @@ def epoch_fastsoftmax(X, y, order, batch, device="cpu"):
     lrs = xp.full(len(batches(len(order), batch)), LR, np.float32)
 
     def epoch():
-        loss, correct = kernels.train_epoch(X, y, order, coef, b, lrs, batch, SCALE, 0.0)
+        loss, _ = kernels.train_epoch(X, y, order, coef, b, lrs, batch, SCALE, 0.0)
         return float(loss)
 
     return epoch
@@ -243,11 +240,7 @@ def epoch_naive(X, y, order, batch, xp=np):
 
 def epoch_torch(X, y, order, batch, device="cpu", compile=False):
     """nn.Linear + F.cross_entropy + optim.SGD on preloaded tensors."""
-    torch = _torch()
-    F = torch.nn.functional
-
-    Xf = torch.as_tensor(X, device=device).float() * SCALE
-    yt = torch.as_tensor(y, device=device)
+    torch, F, Xf, yt = _torch_data(X, y, device)
     idx = [torch.as_tensor(order[lo:hi], device=device) for lo, hi in batches(len(order), batch)]
     model = torch.nn.Linear(X.shape[1], K).to(device)
     W, b = weights(X.shape[1])

@@ -2,21 +2,17 @@
 
     python bench/report.py results.json --out bench/results/
 
-writes <date>-<cpu|gpu>-<N>core.{json,md,png} into --out (the JSON copied
-there under that name): per group, each peer's median and the ratio
+writes <date>-<cpu|gpu>-<N>core.{json,md,png} into --out (the JSON without
+the raw per-round times): per group, each peer's median and the ratio
 ours / peer (below 1: fastsoftmax is faster), all measured in the same run on
 the machine the JSON names.
 """
 
 import argparse
 import json
-import shutil
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from fastsoftmax.atomic import atomic_write  # noqa: E402
+from fastsoftmax.atomic import atomic_write
 
 OURS = "fastsoftmax"
 
@@ -28,6 +24,13 @@ def load(path):
     for b in run["benchmarks"]:
         groups.setdefault(b["group"], {})[b["params"]["peer"]] = b
     return groups, run
+
+
+def summary(run):
+    """The run without each benchmark's raw per-round times (megabytes): what results/ keeps."""
+    for b in run["benchmarks"]:
+        b["stats"].pop("data", None)
+    return run
 
 
 def machine(run):
@@ -71,8 +74,8 @@ def markdown(groups, run):
     lines = [
         f"Measured {machine(run)}.",
         "",
-        "Median time per call; in brackets fastsoftmax's time over the peer's "
-        "(below 1: fastsoftmax is faster). Every peer ran in the same process, one after another.",
+        ("Median time per call; in brackets fastsoftmax's time over the peer's "
+         "(below 1: fastsoftmax is faster). Every peer ran in the same process, one after another."),
         "",
         "| group | " + " | ".join(peers) + " |",
         "|---|" + "---:|" * len(peers),
@@ -119,7 +122,8 @@ def bar_chart(groups, run, path):
             label = _time(medians[p]) + (f"  ({ours / medians[p]:.2f})" if ours and p != OURS else "")
             ax.text(medians[p] * 1e3 * 1.05, i, label, va="center", fontsize=7)
         ax.set_xscale("log")
-        ax.set_xlim(right=max(medians.values()) * 1e3 * 8)  # room for the labels
+        # the fastest bar visible, and room for the labels right of the slowest
+        ax.set_xlim(min(medians.values()) * 1e3 / 2, max(medians.values()) * 1e3 * 8)
         ax.invert_yaxis()
         ax.set_title(group, fontsize=9, loc="left")
         ax.tick_params(labelsize=8)
@@ -141,8 +145,8 @@ def main(argv=None):
         p.exit(1, f"{args.json} holds no benchmarks\n")
     stem = Path(args.out) / (args.name or name(run, groups))
     stem.parent.mkdir(parents=True, exist_ok=True)
-    if Path(args.json).resolve() != stem.with_suffix(".json").resolve():
-        shutil.copyfile(args.json, stem.with_suffix(".json"))
+    with atomic_write(stem.with_suffix(".json"), "w") as f:
+        json.dump(summary(run), f, indent=1)
     table = markdown(groups, run)
     with atomic_write(stem.with_suffix(".md"), "w") as f:
         f.write(table)
