@@ -239,10 +239,9 @@ def _part_bounds(n, parts, q):
 
 
 @njit(**_JIT)
-def _part_softmax(X, lo, hi, coef, b, x_scale, P):
-    """P[i] = softmax(x_scale * coef @ X[i] + b) for the rows lo..hi-1."""
+def _part_softmax(X, rows, lo, hi, coef, b, x_scale, P):
+    """P[i] = softmax(x_scale * coef @ X[i] + b) for the rows i = rows[lo..hi-1] (rows = 0..n-1)."""
     k, d = coef.shape
-    rows = np.arange(X.shape[0])
     xf = np.empty((TILE, d), coef.dtype)
     z = np.empty((TILE, k), coef.dtype)
     lse = np.empty(TILE, coef.dtype)
@@ -258,12 +257,12 @@ def _part_softmax(X, lo, hi, coef, b, x_scale, P):
 
 
 @njit(parallel=True, **_JIT)
-def _linear_softmax(X, coef, b, x_scale, P):
+def _linear_softmax(X, rows, coef, b, x_scale, P):
     n = X.shape[0]
     parts = min(MAX_PARTS, max(1, (n + ROWS_PER_PART - 1) // ROWS_PER_PART))
     for q in prange(parts):
         lo, hi = _part_bounds(n, parts, q)
-        _part_softmax(X, lo, hi, coef, b, x_scale, P)
+        _part_softmax(X, rows, lo, hi, coef, b, x_scale, P)
 
 
 @njit(parallel=True, **_JIT)
@@ -369,15 +368,21 @@ def _sum_row(part_dcoef, parts, j, scale, out):
         out[p] *= scale
 
 
+@njit(**_JIT)
+def _sum_bias(part_db, parts, j):
+    """The parts' biases j, added in part order."""
+    s = part_db[0, j]
+    for q in range(1, parts):
+        s += part_db[q, j]
+    return s
+
+
 @njit(parallel=True, **_JIT)
 def _sum_parts(part_dcoef, part_db, parts, coef_scale, b_scale, dcoef, db):
     """Add the first `parts` partial sums in part order, then scale them; a class per task."""
     for j in prange(dcoef.shape[0]):
         _sum_row(part_dcoef, parts, j, coef_scale, dcoef[j])
-        s = part_db[0, j]
-        for q in range(1, parts):
-            s += part_db[q, j]
-        db[j] = s * b_scale
+        db[j] = _sum_bias(part_db, parts, j) * b_scale
 
 
 # parallel=True here too: a cached function that calls a parallel one must
@@ -407,10 +412,7 @@ def _train_epoch(X, y, order, coef, b, lrs, batch_size, x_scale, weight_decay, p
             _sum_row(part_dcoef, parts, j, coef_scale, g)
             for p in range(d):
                 w[p] -= lr * (g[p] + weight_decay * w[p])
-            s = part_db[0, j]
-            for q in range(1, parts):
-                s += part_db[q, j]
-            b[j] -= lr * (s / m)
+            b[j] -= lr * (_sum_bias(part_db, parts, j) / m)
         for q in range(parts):
             loss_sum += part_loss[q]
             correct += part_hits[q]
@@ -428,7 +430,7 @@ def _part_buffers(n, coef):
 
 def linear_softmax(X, coef, b, x_scale):
     P = np.empty((X.shape[0], coef.shape[0]), coef.dtype)
-    _linear_softmax(X, coef, b, coef.dtype.type(x_scale), P)
+    _linear_softmax(X, np.arange(X.shape[0]), coef, b, coef.dtype.type(x_scale), P)
     return P
 
 
