@@ -54,7 +54,7 @@ class SoftmaxRegression:
         eval_set), lr, seconds.
     """
 
-    def __init__(self, epochs=10, batch_size=256, lr=0.7, schedule="cosine",
+    def __init__(self, epochs=15, batch_size=256, lr=0.5, schedule="cosine",
                  weight_decay=0.0, seed=0, device="auto", warm_start=False):
         self.epochs = epochs
         self.batch_size = batch_size
