@@ -46,6 +46,10 @@ def test_train_writes_model_json_and_plot(capsys, data_dir, tmp_path):
     model = fs.SoftmaxRegression.load(tmp_path / "m.npz")
     data = fs.load_dataset(data_dir=data_dir)
     assert result["test_acc"] == pytest.approx(model.score(data.x_test, data.y_test))
+    # the rate comes from the median epoch, not from the first one's compile time
+    seconds = sorted(r["train_seconds"] for r in result["history"])
+    assert result["median_epoch_seconds"] == seconds[1]
+    assert result["examples_per_second"] == pytest.approx(len(data.x_train) / seconds[1])
     assert matplotlib.image.imread(tmp_path / "curves.png").shape[:2] == (400, 1000)
 
 
