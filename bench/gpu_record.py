@@ -11,7 +11,8 @@ writes <out>/<date>-<gpu>.json: "device" (the GPU's name as CUDA reports it),
 card's memory bandwidth. The benchmark table itself goes beside it, through
 report.py (<date>-gpu-<N>core.{json,md,png}).
 
-Each step runs in its own process, so a crash in one leaves the others' results.
+Each step runs in its own process, so a crash in one leaves the others' results
+(the record gives every step's exit status).
 It needs the test dependencies and the data set where it runs: on a machine
 without internet, carry a wheelhouse built here for its Python, e.g.
 `pip download hypothesis tqdm matplotlib --only-binary=:all: --python-version 3.12
@@ -104,24 +105,30 @@ def main(argv=None):
     name, card = card_bandwidth()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    record = {"device": name, "date": date.today().isoformat()}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        step("-m", "pytest", "tests", "-q", "-p", "no:cacheprovider", f"--junitxml={tmp / 'tests.xml'}")
-        step("-m", "fastsoftmax.train", "--device", "cuda", "--quiet", "--json", str(tmp / "train.json"))
-        step("-m", "pytest", "bench", "-o", "python_files=bench_*.py", "-k", "gpu", "-p", "no:cacheprovider",
-             f"--benchmark-json={tmp / 'bench.json'}")
-        step(str(ROOT / "bench" / "report.py"), str(tmp / "bench.json"), "--out", str(out))
-        groups, run = report.load(tmp / "bench.json")
-        train = json.loads((tmp / "train.json").read_text())
-        record = {
-            "device": name,
-            "date": date.today().isoformat(),
-            "tests": count_outcomes(tmp / "tests.xml"),
-            "train": {key: train[key] for key in ("test_acc", "train_acc", "seconds", "median_epoch_seconds")},
-            **gpu_figures(groups, card),
-            "benchmarks": report.name(run, groups) + ".md",
-            "versions": run["machine_info"].get("fastsoftmax", {}).get("versions", {}),
+        record["exit_status"] = {
+            "tests": step("-m", "pytest", "tests", "-q", "-p", "no:cacheprovider", f"--junitxml={tmp / 'tests.xml'}"),
+            "train": step("-m", "fastsoftmax.train", "--device", "cuda", "--quiet", "--json", str(tmp / "train.json")),
+            "bench": step("-m", "pytest", "bench", "-o", "python_files=bench_*.py", "-k", "gpu",
+                          "-p", "no:cacheprovider", f"--benchmark-json={tmp / 'bench.json'}"),
         }
+        # A step that crashed leaves no output: its part of the record is missing, its exit status says so.
+        if (tmp / "tests.xml").exists():
+            record["tests"] = count_outcomes(tmp / "tests.xml")
+        if (tmp / "train.json").exists():
+            train = json.loads((tmp / "train.json").read_text())
+            record["train"] = {key: train[key] for key in ("test_acc", "train_acc", "seconds", "median_epoch_seconds")}
+        if (tmp / "bench.json").exists():
+            step(str(ROOT / "bench" / "report.py"), str(tmp / "bench.json"), "--out", str(out))
+            groups, run = report.load(tmp / "bench.json")
+            try:
+                record.update(gpu_figures(groups, card))
+            except ValueError as e:
+                record["bench_error"] = str(e)
+            record["benchmarks"] = report.name(run, groups) + ".md"
+            record["versions"] = run["machine_info"].get("fastsoftmax", {}).get("versions", {})
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
     path = out / f"{record['date']}-{slug}.json"
     with atomic_write(path, "w") as f:
