@@ -99,11 +99,16 @@ def array_module(device: str) -> ModuleType:
     return numpy
 
 
+def gpu_name() -> str:
+    """The current GPU's name as CUDA reports it, e.g. "NVIDIA H100 80GB HBM3"."""
+    cupy = _cupy()
+    return cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)["name"].decode()
+
+
 def device_name(device: str) -> str:
     """A resolved device in words: the GPU's name, or the CPU with its thread count."""
     if device == "cuda":
-        props = _cupy().cuda.runtime.getDeviceProperties(_cupy().cuda.Device().id)
-        return f"cuda ({props['name'].decode()})"
+        return f"cuda ({gpu_name()})"
     import numba
 
     return f"cpu (Numba, {numba.get_num_threads()} threads)"

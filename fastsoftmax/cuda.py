@@ -79,7 +79,8 @@ def instantiations(k: int) -> dict[str, list[str]]:
     }
 
 
-def _device_attribute(name: str) -> int:
+def device_attribute(name: str) -> int:
+    """The current GPU's cudaDevAttr<name>, e.g. device_attribute("MultiProcessorCount")."""
     return _attribute(name, cp.cuda.runtime.getDevice())
 
 
@@ -101,11 +102,11 @@ def _compiled(family: str, expr: str, device: int):
 
 
 def _shared_memory_limit() -> int:
-    return _device_attribute("MaxSharedMemoryPerBlockOptin")
+    return device_attribute("MaxSharedMemoryPerBlockOptin")
 
 
 def _max_blocks() -> int:
-    return BLOCKS_PER_SM * _device_attribute("MultiProcessorCount")
+    return BLOCKS_PER_SM * device_attribute("MultiProcessorCount")
 
 
 # A null pointer argument: CuPy passes an 8-byte integer scalar as it is.
