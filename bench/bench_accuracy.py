@@ -1,6 +1,6 @@
 """accuracy, the argmax hit rate of (n, 10) scores: fastsoftmax against its peers on
 one minibatch and on the 60000 training rows."""
 
-from conftest import kernel_benchmarks
+from bench.runner import kernel_benchmarks
 
 test_cpu, test_gpu = kernel_benchmarks("accuracy")

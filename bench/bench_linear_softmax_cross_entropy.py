@@ -1,6 +1,6 @@
 """linear_softmax_cross_entropy, the training step's loss and gradients: fastsoftmax
 against its peers on one minibatch and on the 60000 training rows."""
 
-from conftest import kernel_benchmarks
+from bench.runner import kernel_benchmarks
 
 test_cpu, test_gpu = kernel_benchmarks("linear_softmax_cross_entropy")

@@ -2,8 +2,9 @@
 shuffled order for every peer): fastsoftmax against its peers."""
 
 import numpy as np
-import peers
-from conftest import BATCH, peer_benchmarks
+
+from bench import peers
+from bench.runner import BATCH, peer_benchmarks
 
 
 def _epoch(data):

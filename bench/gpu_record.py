@@ -1,7 +1,7 @@
 """The GPU record: on a machine with a GPU, run the test suite, the full
 training and the GPU benchmarks, then write what they measured.
 
-    python bench/gpu_record.py [--out bench/results]
+    python -m bench.gpu_record [--out bench/results]   (from the repository root)
 
 writes <out>/<date>-<gpu>.json: "device" (the GPU's name as CUDA reports it),
 "tests" {passed, failed, skipped} of the whole suite, "train" (the
@@ -32,11 +32,10 @@ import xml.etree.ElementTree as ET
 from datetime import date
 from pathlib import Path
 
+from bench import report
 from fastsoftmax.atomic import atomic_write
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "bench"))
-import report  # noqa: E402 (bench/ is not a package)
 
 EPOCH_GROUP = "train_epoch gpu batch=256"
 FORWARD_GROUP = "linear_softmax gpu n=60000"

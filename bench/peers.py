@@ -9,10 +9,25 @@ that does one unit of work and waits for it to finish (GPU peers synchronise;
 a whole epoch reads its loss back, as a training loop does to report it).
 """
 
+import os
+
+import numba
 import numpy as np
 
 import fastsoftmax as fs
 from fastsoftmax import reference
+from fastsoftmax.backend import array_module
+
+# Every peer gets Numba's thread count (by default one per core). XLA reads its
+# flags at import, so they are set here, before any benchmark imports jax;
+# PyTorch's count is set where it is imported (_torch). The OpenMP wait policy
+# is left at its default, as users run: PASSIVE puts idle threads to sleep
+# after every parallel region, so each step pays a wake-up (measured: a PyTorch
+# epoch 2.3x and a fastsoftmax epoch 2.7x slower).
+THREADS = numba.config.NUMBA_NUM_THREADS
+os.environ.setdefault(
+    "XLA_FLAGS", f"--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads={THREADS}"
+)
 
 SCALE = 1 / 255
 K = 10
@@ -36,7 +51,6 @@ def batches(n, batch):
 def _torch():
     """torch with Numba's thread count, so that no peer has more cores than another."""
     import torch
-    from conftest import THREADS
 
     torch.set_num_threads(THREADS)
     return torch
@@ -193,17 +207,15 @@ def kernel_cupy_naive(kernel, X, y):
 
 
 def epoch_fastsoftmax(X, y, order, batch, device="cpu"):
-    """The backend's one-call epoch (what SoftmaxRegression.fit runs per epoch)."""
-    from fastsoftmax.backend import array_module, kernels_for_device
-
-    xp, kernels = array_module(device), kernels_for_device(device)
+    """ops.train_epoch on its trusted path: what SoftmaxRegression.fit runs per epoch."""
+    xp = array_module(device)
     W, b = weights(X.shape[1])
-    coef, b = xp.asarray(np.ascontiguousarray(W.T)), xp.asarray(b)
+    # Fortran order: W's transpose is the C-contiguous (k, d) the kernels read, so W trains in place.
+    W, b = xp.asfortranarray(xp.asarray(W)), xp.asarray(b)
     X, y, order = xp.asarray(X), xp.asarray(y), xp.asarray(order)
-    lrs = xp.full(len(batches(len(order), batch)), LR, np.float32)
 
     def epoch():
-        loss, _ = kernels.train_epoch(X, y, order, coef, b, lrs, batch, SCALE, 0.0)
+        loss, _ = fs.train_epoch(X, y, W, b, rows=order, batch_size=batch, lr=LR, x_scale=SCALE, check_input=False)
         return float(loss)
 
     return epoch

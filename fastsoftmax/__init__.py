@@ -14,7 +14,7 @@ from .backend import DeviceError
 from .datasets import Dataset, DatasetError, DatasetNotFoundError, load_dataset
 from .estimator import SoftmaxRegression
 from .idx import IdxError, read_idx
-from .ops import accuracy, linear_softmax, linear_softmax_cross_entropy, softmax_cross_entropy
+from .ops import accuracy, linear_softmax, linear_softmax_cross_entropy, softmax_cross_entropy, train_epoch
 
 __version__ = "0.1.0"
 
@@ -31,4 +31,5 @@ __all__ = [
     "load_dataset",
     "read_idx",
     "softmax_cross_entropy",
+    "train_epoch",
 ]

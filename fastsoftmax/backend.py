@@ -1,29 +1,17 @@
-"""Which backend runs an array: NumPy arrays run on the Numba CPU kernels,
-CuPy arrays on the CUDA kernels (the habit of ``cupy.get_array_module``).
+"""Which backend runs an array, and what a backend is.
 
-A backend is a module with the same five functions. Each takes arrays that the
-public layer (``fastsoftmax.ops``) has already validated: X is C-contiguous,
-uint8/float32/float64; ``coef`` is W transposed, shape (k, d), C-contiguous, in
-the compute dtype (float32 or float64); b is (k,) in that dtype; y is (n,)
-int64 with every label in [0, k). Inner loops check nothing.
-
-- ``linear_softmax(X, coef, b, x_scale) -> P`` (n, k)
-- ``softmax_cross_entropy(logits, y) -> (loss, dlogits)``; loss is 0-d
-- ``linear_softmax_cross_entropy(X, coef, b, y, x_scale) -> (loss, correct, dcoef, db)``;
-  loss and correct are 0-d, dcoef is (k, d)
-- ``count_correct(scores, y) -> correct`` (0-d int64)
-- ``train_epoch(X, y, order, coef, b, lrs, batch_size, x_scale, weight_decay) -> (loss_sum, correct)``:
-  one epoch of minibatch SGD over the rows ``X[order]``, batch ``s`` stepping
-  with learning rate ``lrs[s]``; updates coef and b in place; loss_sum is the
-  sum over batches of (mean batch loss * batch rows), so loss_sum / n is the
-  epoch's mean training loss. Both results are 0-d arrays.
+NumPy arrays run on the Numba CPU kernels (fastsoftmax/cpu.py), CuPy arrays on
+the CUDA kernels (fastsoftmax/cuda.py): the habit of ``cupy.get_array_module``.
+``fastsoftmax.ops`` imports the one that an array needs and is the only caller
+of a backend's functions; ``Backend`` below is the contract both satisfy
+(tests/test_backend.py checks them against it).
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
 from types import ModuleType
+from typing import Protocol, runtime_checkable
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -74,11 +62,6 @@ def is_device_array(a) -> bool:
     return type(a).__module__.split(".")[0] == "cupy"
 
 
-def kernels_for_device(device: str) -> ModuleType:
-    """The kernel module of a resolved device (``cpu`` or ``cuda``)."""
-    return importlib.import_module({"cpu": "fastsoftmax.cpu", "cuda": "fastsoftmax.cuda"}[device])
-
-
 def device_of(*arrays) -> str:
     """``cuda`` if the arrays are CuPy arrays, ``cpu`` if NumPy; never a mix."""
     kinds = {is_device_array(a) for a in arrays}
@@ -112,3 +95,40 @@ def device_name(device: str) -> str:
     import numba
 
     return f"cpu (Numba, {numba.get_num_threads()} threads)"
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """The functions a backend module provides; ``fastsoftmax.ops`` validates their input first.
+
+    X is C-contiguous uint8/float32/float64; ``coef`` is W transposed, (k, d)
+    C-contiguous in the compute dtype (float32 or float64); b is (k,) in that
+    dtype; y and rows are int64 with every label in [0, k) and every row in
+    [0, n). Inner loops check nothing. Scalars come as Python numbers.
+    Results are arrays of the backend's kind; a 0-d result stays on the device.
+    """
+
+    def linear_softmax(self, X, coef, b, x_scale):
+        """P (n, k): softmax(x_scale * X @ coef.T + b) by rows."""
+
+    def softmax_cross_entropy(self, logits, y):
+        """(loss, dlogits): the 0-d mean cross-entropy and (softmax - onehot) / n."""
+
+    def linear_softmax_cross_entropy(self, X, coef, b, y, x_scale):
+        """(loss, correct, dcoef, db): 0-d mean loss and argmax hits; dcoef is (k, d)."""
+
+    def count_correct(self, scores, y):
+        """The 0-d int64 count of rows whose argmax is y."""
+
+    def shuffle(self, n, seed, epoch):
+        """The int64 rows 0..n-1 in epoch `epoch`'s order: NumPy's default_rng([seed, epoch]).permutation(n)."""
+
+    def train_epoch(self, X, y, rows, coef, b, batch_size, x_scale, weight_decay, kind, lr, total_steps, start_step):
+        """One epoch of minibatch SGD over X[rows], updating coef and b in place; (loss_sum, correct), 0-d.
+
+        Batch s (the last may be partial) steps with the rate
+        schedules.learning_rate(kind, lr, total_steps, start_step + s) in the
+        compute dtype: coef -= rate * (dcoef + weight_decay * coef), b -= rate * db.
+        loss_sum adds each batch's mean loss times its rows, so loss_sum / len(rows)
+        is the epoch's mean training loss.
+        """

@@ -1,4 +1,4 @@
-"""Numba CPU kernels: the backend for NumPy arrays (contract in backend.py).
+"""Numba CPU kernels: the backend for NumPy arrays (the contract: backend.Backend).
 
 The weights are held transposed, ``coef`` (k, d) C-contiguous, so that a
 class's logit is a contiguous dot product over the d features of a row and a
@@ -12,9 +12,12 @@ rows, the backward pass adds a TILE-row rank update to two gradient rows per
 pass. ``x_scale`` is applied once per logit and once per gradient sum, never
 per pixel.
 
-Rows are split into parts whose bounds depend on the row count alone; the
-parts run in parallel and their partial sums are added in part order, so a
-result depends on the input alone, never on the thread count or scheduling.
+Rows are split into parts whose bounds depend on the row count alone
+(``n_parts``); the parts run in parallel and their partial sums are added in
+part order, so a result depends on the input alone, never on the thread count
+or scheduling. One gradient pass (``_batch_gradients``) and one reduction
+(``_reduce_parts``) serve both the one-call gradient and every step of the
+training epoch.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
+
+from .schedules import learning_rate
 
 # Reassociation lets LLVM vectorise the dot-product sums; no 'nnan'/'ninf', so
 # a NaN or inf in the input still shows in the output rather than vanishing.
@@ -39,6 +44,8 @@ _JIT = {"cache": True, "fastmath": _FASTMATH, "nogil": True, "error_model": "num
 # loads per 16 FMAs, so the inner loops are FMA-bound and fit the 32 AVX-512
 # registers; each pass over a weight row serves 8 rows. Measured against 4
 # rows: a 60000-row epoch takes 15.5 ms rather than 17.5 ms on the 2-core Xeon.
+# Not a knob: _tile_logits and _tile_rank_update are written out for exactly
+# 8 rows, and assert that their tiles have 8.
 TILE = 8
 # 64 rows keep a part's work (~2 MFLOP) far above the ~1.5 us cost of a
 # parallel launch, and give a 256-row minibatch 4 parts (measured faster on 2
@@ -50,8 +57,16 @@ MAX_PARTS = 16
 SERIAL_ROWS = 2048
 
 
-def n_parts(n_rows: int) -> int:
-    return max(1, min(MAX_PARTS, math.ceil(n_rows / ROWS_PER_PART)))
+@njit(**_JIT)
+def n_parts(n_rows):
+    """How many parts n_rows rows split into: the one count every kernel and buffer uses."""
+    return max(1, min(MAX_PARTS, (n_rows + ROWS_PER_PART - 1) // ROWS_PER_PART))
+
+
+# The schedule's own float64 formula (schedules.py), compiled without fastmath
+# so that it rounds as the plain Python function does: the reference's rates to
+# the last bit, rounded once to the compute dtype in _train_epoch.
+_learning_rate = njit(cache=True, nogil=True, error_model="numpy")(learning_rate)
 
 
 @intrinsic
@@ -80,7 +95,8 @@ def _prefetch(typingctx, arr, index):
 
 @njit(**_JIT)
 def _load_tile(X, rows, lo, hi, xf):
-    """xf[r] = X[rows[lo + r]] in xf's dtype, rows past hi - lo zeroed; prefetches the next tile."""
+    """xf[r] = X[rows[lo + r]] in xf's dtype, rows past hi - lo zeroed; prefetches the next
+    tile. Returns the tile's row count, min(TILE, hi - lo)."""
     line = max(1, 64 // X.itemsize)
     for r in range(TILE, 2 * TILE):
         if lo + r < hi:
@@ -94,11 +110,13 @@ def _load_tile(X, rows, lo, hi, xf):
                 xf[r, p] = x[p]
         else:
             xf[r, :] = 0
+    return min(TILE, hi - lo)
 
 
 @njit(**_JIT)
 def _tile_logits(xf, coef, b, x_scale, z):
-    """z[r, :k] = x_scale * coef @ xf[r] + b for the TILE rows; reads each weight once per tile."""
+    """z[r, :k] = x_scale * coef @ xf[r] + b for the 8 rows of the tile; reads each weight once per tile."""
+    assert xf.shape[0] == 8  # written out for 8 rows (TILE)
     k, d = coef.shape
     x0, x1, x2, x3, x4, x5, x6, x7 = xf[0], xf[1], xf[2], xf[3], xf[4], xf[5], xf[6], xf[7]
     for j in range(0, k, 2):
@@ -138,6 +156,7 @@ def _tile_rank_update(g, xf, dcoef):
     for the second row (it cannot prove the stores miss xf): 10 loads per 16
     FMAs keep the loop FMA-bound, ~40% faster than reloading.
     """
+    assert xf.shape[0] == 8  # written out for 8 rows (TILE)
     d = xf.shape[1]
     x0, x1, x2, x3, x4, x5, x6, x7 = xf[0], xf[1], xf[2], xf[3], xf[4], xf[5], xf[6], xf[7]
     for j in range(0, dcoef.shape[0], 2):
@@ -234,21 +253,27 @@ def _tile_softmax(z, k, m, lse, top):
 
 
 @njit(**_JIT)
-def _part_bounds(n, parts, q):
+def _part_bounds(n, q):
+    """Rows lo..hi-1 of part q of n rows: they depend on n alone, never on the threads."""
+    parts = n_parts(n)
     return n * q // parts, n * (q + 1) // parts
+
+
+@njit(**_JIT)
+def _tile_buffers(coef, columns):
+    """A tile's buffers: its rows in the compute dtype (TILE, d), its logits
+    (TILE, columns), zeroed, and its rows' log-sum-exp and argmax."""
+    return (np.empty((TILE, coef.shape[1]), coef.dtype), np.zeros((TILE, columns), coef.dtype),
+            np.empty(TILE, coef.dtype), np.empty(TILE, np.int64))
 
 
 @njit(**_JIT)
 def _part_softmax(X, rows, lo, hi, coef, b, x_scale, P):
     """P[i] = softmax(x_scale * coef @ X[i] + b) for the rows i = rows[lo..hi-1] (rows = 0..n-1)."""
-    k, d = coef.shape
-    xf = np.empty((TILE, d), coef.dtype)
-    z = np.empty((TILE, k), coef.dtype)
-    lse = np.empty(TILE, coef.dtype)
-    top = np.empty(TILE, np.int64)
+    k = coef.shape[0]
+    xf, z, lse, top = _tile_buffers(coef, k)
     for t in range(lo, hi, TILE):
-        m = min(TILE, hi - t)
-        _load_tile(X, rows, t, hi, xf)
+        m = _load_tile(X, rows, t, hi, xf)
         _tile_logits(xf, coef, b, x_scale, z)
         _tile_softmax(z, k, m, lse, top)
         for r in range(m):  # loops, not slice copies: those compile string-formatting code
@@ -259,18 +284,16 @@ def _part_softmax(X, rows, lo, hi, coef, b, x_scale, P):
 @njit(parallel=True, **_JIT)
 def _linear_softmax(X, rows, coef, b, x_scale, P):
     n = X.shape[0]
-    parts = min(MAX_PARTS, max(1, (n + ROWS_PER_PART - 1) // ROWS_PER_PART))
-    for q in prange(parts):
-        lo, hi = _part_bounds(n, parts, q)
+    for q in prange(n_parts(n)):
+        lo, hi = _part_bounds(n, q)
         _part_softmax(X, rows, lo, hi, coef, b, x_scale, P)
 
 
 @njit(parallel=True, **_JIT)
 def _softmax_cross_entropy(logits, y, dlogits, part_loss):
     n, k = logits.shape
-    parts = part_loss.shape[0]
-    for q in prange(parts):
-        lo, hi = _part_bounds(n, parts, q)
+    for q in prange(n_parts(n)):
+        lo, hi = _part_bounds(n, q)
         lse = np.empty(TILE, logits.dtype)
         top = np.empty(TILE, np.int64)
         loss = 0.0
@@ -302,9 +325,8 @@ def _count_rows_correct(scores, y, lo, hi):
 @njit(parallel=True, **_JIT)
 def _count_correct(scores, y, part_hits):
     n = scores.shape[0]
-    parts = part_hits.shape[0]
-    for q in prange(parts):
-        lo, hi = _part_bounds(n, parts, q)
+    for q in prange(n_parts(n)):
+        lo, hi = _part_bounds(n, q)
         part_hits[q] = _count_rows_correct(scores, y, lo, hi)
 
 
@@ -316,18 +338,14 @@ def _part_gradients(X, rows, lo, hi, y, coef, b, x_scale, dcoef, db):
     rounded up to even rows (the pad row stays 0). The caller multiplies by
     x_scale / n (dcoef) and 1 / n (db) when it adds the parts.
     """
-    k, d = coef.shape
-    xf = np.empty((TILE, d), coef.dtype)
-    g = np.zeros((TILE, dcoef.shape[0]), coef.dtype)
-    lse = np.empty(TILE, coef.dtype)
-    top = np.empty(TILE, np.int64)
+    k = coef.shape[0]
+    xf, g, lse, top = _tile_buffers(coef, dcoef.shape[0])
     dcoef[:] = 0
     db[:] = 0
     loss = 0.0
     hits = 0
     for t in range(lo, hi, TILE):
-        m = min(TILE, hi - t)
-        _load_tile(X, rows, t, hi, xf)
+        m = _load_tile(X, rows, t, hi, xf)
         _tile_logits(xf, coef, b, x_scale, g)
         for r in range(m):
             loss -= g[r, y[rows[t + r]]]
@@ -346,10 +364,10 @@ def _part_gradients(X, rows, lo, hi, y, coef, b, x_scale, dcoef, db):
 
 @njit(parallel=True, **_JIT)
 def _batch_gradients(X, rows, y, coef, b, x_scale, part_dcoef, part_db, part_loss, part_hits):
+    """The partial sums of the rows X[rows] into the first n_parts(len(rows)) entries of the buffers, the parts in parallel."""
     n = rows.shape[0]
-    parts = part_loss.shape[0]
-    for q in prange(parts):
-        lo, hi = _part_bounds(n, parts, q)
+    for q in prange(n_parts(n)):
+        lo, hi = _part_bounds(n, q)
         part_loss[q], part_hits[q] = _part_gradients(
             X, rows, lo, hi, y, coef, b, x_scale, part_dcoef[q], part_db[q]
         )
@@ -378,54 +396,59 @@ def _sum_bias(part_db, parts, j):
 
 
 @njit(parallel=True, **_JIT)
-def _sum_parts(part_dcoef, part_db, parts, coef_scale, b_scale, dcoef, db):
-    """Add the first `parts` partial sums in part order, then scale them; a class per task."""
+def _reduce_parts(part_dcoef, part_db, n, x_scale, dcoef, db, step, coef, b, lr, weight_decay):
+    """The mean gradient of n rows from their n_parts(n) partial sums, added in
+    part order, a class per task. step False: into dcoef, db. step True: dcoef
+    is scratch, and coef, b take the SGD step in place,
+    coef -= lr * (dcoef + weight_decay * coef), b -= lr * db (kernels/
+    linear_softmax_cross_entropy.cu's reduce_partials, on the GPU).
+    """
+    coef_scale = dcoef.dtype.type(x_scale / n)  # float32 stays float32: no per-element casts
+    parts = n_parts(n)
     for j in prange(dcoef.shape[0]):
-        _sum_row(part_dcoef, parts, j, coef_scale, dcoef[j])
-        db[j] = _sum_bias(part_db, parts, j) * b_scale
+        g = dcoef[j]
+        _sum_row(part_dcoef, parts, j, coef_scale, g)
+        mean_db = _sum_bias(part_db, parts, j) / n
+        if step:
+            w = coef[j]
+            for p in range(w.shape[0]):
+                w[p] -= lr * (g[p] + weight_decay * w[p])
+            b[j] -= lr * mean_db
+        else:
+            db[j] = mean_db
 
 
-# parallel=True here too: a cached function that calls a parallel one must
-# itself start Numba's thread pool, or the call crashes on a cache load.
-@njit(parallel=True, **_JIT)
-def _train_epoch(X, y, order, coef, b, lrs, batch_size, x_scale, weight_decay, part_dcoef, part_db):
-    n = order.shape[0]
-    k, d = coef.shape
-    dcoef = np.empty_like(coef)
+# No parallel=True: the parallel work is in _batch_gradients and _reduce_parts,
+# whose first call starts Numba's thread pool, also when this function comes
+# from the cache (checked with the omp and workqueue layers, Numba 0.68).
+@njit(**_JIT)
+def _train_epoch(X, y, rows, coef, b, batch_size, x_scale, weight_decay, kind, lr, total_steps, start_step,
+                 part_dcoef, part_db, part_loss, part_hits):
+    n = rows.shape[0]
+    dcoef, db = np.empty_like(coef), np.empty_like(b)  # scratch: the mean gradient of a batch
     loss_sum = 0.0
     correct = 0
     for step in range((n + batch_size - 1) // batch_size):
-        rows = order[step * batch_size : min(n, (step + 1) * batch_size)]
-        m = rows.shape[0]
-        parts = min(MAX_PARTS, max(1, (m + ROWS_PER_PART - 1) // ROWS_PER_PART))
-        part_loss = np.empty(parts)
-        part_hits = np.empty(parts, np.int64)
-        for q in prange(parts):
-            lo, hi = _part_bounds(m, parts, q)
-            part_loss[q], part_hits[q] = _part_gradients(
-                X, rows, lo, hi, y, coef, b, x_scale, part_dcoef[q], part_db[q]
-            )
-        lr = lrs[step]
-        coef_scale = coef.dtype.type(x_scale / m)  # float32 stays float32: no per-element casts
-        for j in prange(k):  # a class per task: add its parts' rows in part order, then step
-            w, g = coef[j], dcoef[j]
-            _sum_row(part_dcoef, parts, j, coef_scale, g)
-            for p in range(d):
-                w[p] -= lr * (g[p] + weight_decay * w[p])
-            b[j] -= lr * (_sum_bias(part_db, parts, j) / m)
-        for q in range(parts):
+        batch = rows[step * batch_size : min(n, (step + 1) * batch_size)]
+        m = batch.shape[0]
+        _batch_gradients(X, batch, y, coef, b, x_scale, part_dcoef, part_db, part_loss, part_hits)
+        rate = coef.dtype.type(_learning_rate(kind, lr, total_steps, start_step + step))
+        _reduce_parts(part_dcoef, part_db, m, x_scale, dcoef, db, True, coef, b, rate, weight_decay)
+        for q in range(n_parts(m)):
             loss_sum += part_loss[q]
             correct += part_hits[q]
     return loss_sum, correct
 
 
 def _part_buffers(n, coef):
+    """The partial sums of n rows: dcoef (k rounded up to even rows), db, loss, hits."""
     parts = n_parts(n)
     k, d = coef.shape
-    return np.empty((parts, k + k % 2, d), coef.dtype), np.empty((parts, k), coef.dtype)
+    return (np.empty((parts, k + k % 2, d), coef.dtype), np.empty((parts, k), coef.dtype),
+            np.empty(parts), np.empty(parts, np.int64))
 
 
-# ---- the backend contract (see backend.py) ----
+# ---- the backend contract (backend.Backend) ----
 
 
 def linear_softmax(X, coef, b, x_scale):
@@ -443,16 +466,12 @@ def softmax_cross_entropy(logits, y):
 
 def linear_softmax_cross_entropy(X, coef, b, y, x_scale):
     n = X.shape[0]
-    part_dcoef, part_db = _part_buffers(n, coef)
-    part_loss = np.empty(part_db.shape[0])
-    part_hits = np.empty(part_db.shape[0], np.int64)
-    x_scale = coef.dtype.type(x_scale)
-    rows = np.arange(n)
-    _batch_gradients(X, rows, y, coef, b, x_scale, part_dcoef, part_db, part_loss, part_hits)
+    t = coef.dtype.type
+    part_dcoef, part_db, part_loss, part_hits = _part_buffers(n, coef)
+    _batch_gradients(X, np.arange(n), y, coef, b, t(x_scale), part_dcoef, part_db, part_loss, part_hits)
     dcoef, db = np.empty_like(coef), np.empty_like(b)
-    _sum_parts(part_dcoef, part_db, part_db.shape[0], x_scale / n, 1.0 / n, dcoef, db)
-    loss = np.asarray(part_loss.sum() / n, coef.dtype)
-    return loss, np.asarray(part_hits.sum()), dcoef, db
+    _reduce_parts(part_dcoef, part_db, n, t(x_scale), dcoef, db, False, coef, b, t(0), t(0))
+    return np.asarray(part_loss.sum() / n, coef.dtype), np.asarray(part_hits.sum()), dcoef, db
 
 
 def count_correct(scores, y):
@@ -464,10 +483,15 @@ def count_correct(scores, y):
     return np.asarray(part_hits.sum())
 
 
-def train_epoch(X, y, order, coef, b, lrs, batch_size, x_scale, weight_decay):
-    part_dcoef, part_db = _part_buffers(min(batch_size, X.shape[0]), coef)
+def shuffle(n, seed, epoch):
+    # One generator per (seed, epoch): a resumed run shuffles as the uninterrupted one.
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def train_epoch(X, y, rows, coef, b, batch_size, x_scale, weight_decay, kind, lr, total_steps, start_step):
+    t = coef.dtype.type
     loss_sum, correct = _train_epoch(
-        X, y, order, coef, b, np.asarray(lrs, coef.dtype), batch_size,
-        coef.dtype.type(x_scale), coef.dtype.type(weight_decay), part_dcoef, part_db,
+        X, y, rows, coef, b, batch_size, t(x_scale), t(weight_decay), kind, float(lr), total_steps, start_step,
+        *_part_buffers(min(batch_size, rows.shape[0]), coef),
     )
     return np.asarray(loss_sum), np.asarray(correct)

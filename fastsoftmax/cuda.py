@@ -14,69 +14,16 @@ issues three calls per epoch rather than two launches per minibatch.
 from __future__ import annotations
 
 import functools
-import re
 from collections import OrderedDict
-from pathlib import Path
 
 import cupy as cp
 import numpy as np
 
-# Every kernel runs blocks of THREADS threads (kernels/common.cuh).
-THREADS = 256
-# linear_softmax: lane groups of 8, 4 rows per lane (kernels/linear_softmax.cu).
-FORWARD_ROWS_PER_BLOCK = THREADS // 8 * 4
-# The training kernel's lanes per row: a tile is THREADS // G rows.
-GROUP_SIZES = (8, 16, 32)
+from .kernels import source
+from .kernels.geometry import FORWARD_ROWS_PER_BLOCK, PART_EXTRA, THREADS, TRAIN_GROUP_SIZES, template_id
+
 # Two resident blocks per SM: one stages its tile while the other computes.
 BLOCKS_PER_SM = 2
-
-_C_TYPES = {np.dtype(np.uint8): "unsigned char", np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
-
-
-def _kernel_dir():
-    """The folder of the .cu sources: the installed package, or kernels/ beside a source checkout."""
-    try:
-        from importlib.resources import files
-
-        return files("fastsoftmax.kernels")
-    except ModuleNotFoundError:
-        return Path(__file__).parent.parent / "kernels"
-
-
-_INCLUDE = re.compile(r'^#include "(\w+\.cuh)"$', re.MULTILINE)
-
-
-@functools.cache
-def source(family: str) -> str:
-    """kernels/<family>.cu with each ``#include "x.cuh"`` replaced by the header's text.
-
-    Pasted rather than passed with -I: CuPy's compile cache is keyed by the
-    source text, so a changed header must change the text it hashes.
-    """
-    folder = _kernel_dir()
-    code = folder.joinpath(f"{family}.cu").read_text()
-    return _INCLUDE.sub(lambda m: folder.joinpath(m.group(1)).read_text(), code)
-
-
-def template_id(name: str, *params) -> str:
-    """A kernel's name expression, e.g. ``linear_softmax<float, unsigned char, 10, 4>``."""
-    args = (_C_TYPES[np.dtype(p)] if not isinstance(p, int) else str(p) for p in params)
-    return f"{name}<{', '.join(args)}>"
-
-
-def instantiations(k: int) -> dict[str, list[str]]:
-    """Every template-id this backend may compile for k classes, by source file."""
-    xs, ws = (np.uint8, np.float32, np.float64), (np.float32, np.float64)
-    return {
-        "linear_softmax": [template_id("linear_softmax", w, x, k, v) for w in ws for x in xs for v in (1, 4)],
-        "linear_softmax_cross_entropy": [
-            template_id("linear_softmax_cross_entropy", w, x, k, g) for w in ws for x in xs for g in GROUP_SIZES
-        ]
-        + [template_id("reduce_partials", w) for w in ws],
-        "softmax_cross_entropy": [template_id("softmax_cross_entropy", w, k) for w in ws]
-        + [template_id("mean_of_partials", w) for w in ws],
-        "accuracy": [template_id("count_correct", w, k) for w in ws],
-    }
 
 
 def device_attribute(name: str) -> int:
@@ -170,11 +117,11 @@ class _GradientPass:
 
         def smem(g):
             tile = THREADS // g
-            return (2 * k * dp + tile * (k + 2)) * tsize + tile * dp * xsize
+            return (2 * k * dp + tile * (k + PART_EXTRA)) * tsize + tile * dp * xsize
 
-        fits = [g for g in GROUP_SIZES if smem(g) <= _shared_memory_limit()]
+        fits = [g for g in TRAIN_GROUP_SIZES if smem(g) <= _shared_memory_limit()]
         if not fits:
-            raise _too_large("linear_softmax_cross_entropy", smem(GROUP_SIZES[-1]))
+            raise _too_large("linear_softmax_cross_entropy", smem(TRAIN_GROUP_SIZES[-1]))
         # The smallest group (fewest shuffles per row) that still gives every
         # SM blocks to run; for a minibatch that is the largest group.
         g = next((g for g in fits if -(-rows // (THREADS // g)) >= _max_blocks()), fits[-1])
@@ -184,7 +131,7 @@ class _GradientPass:
             "linear_softmax_cross_entropy", template_id("linear_softmax_cross_entropy", self.t, X.dtype, k, g)
         )
         self.reduce_kernel = _kernel("linear_softmax_cross_entropy", template_id("reduce_partials", self.t))
-        self.part_size = k * d + k + 2
+        self.part_size = k * d + k + PART_EXTRA
 
     def gradient(self, X, rows, first, nrows, y, coef, b, x_scale, part):
         """Partial sums of rows first..first+nrows of the batch (rows[first + i] of X, or first + i for NULL)."""
@@ -208,11 +155,15 @@ class _GradientPass:
             shared_mem=self.smem,
         )
 
-    def reduce(self, part, nrows, x_scale, w, b, lrs, step, weight_decay, loss, correct):
+    def reduce(self, part, nrows, x_scale, w, b, loss, correct, step=-1, weight_decay=0.0, schedule=(0, 0.0, 1, NULL)):
         """Adds the partial sums in block order. step < 0: w, b get the mean
-        gradient, loss the mean loss; step >= 0: SGD step `step` on w, b in place,
-        adding the batch's loss sum and hits to loss and correct."""
+        gradient, loss the mean loss. step >= 0: step `step` of an epoch on w, b
+        in place, adding the batch's loss sum and hits to loss and correct; the
+        rate is schedules.learning_rate(kind, peak, total_steps, first_step[0] + step)
+        for schedule = (kind, peak, total_steps, first_step), first_step a
+        one-element device array that each epoch fills before its graph runs."""
         t = self.t.type
+        kind, peak, total_steps, first_step = schedule
         self.reduce_kernel(
             (-(-self.part_size // THREADS),),
             (THREADS,),
@@ -225,7 +176,10 @@ class _GradientPass:
                 t(x_scale),
                 w,
                 b,
-                lrs,
+                np.int32(kind),
+                np.float64(peak),
+                np.int64(total_steps),
+                first_step,
                 np.int32(step),
                 t(weight_decay),
                 loss,
@@ -241,7 +195,7 @@ def linear_softmax_cross_entropy(X, coef, b, y, x_scale):
     dcoef, db = cp.empty_like(coef), cp.empty_like(b)
     loss, correct = cp.empty((), coef.dtype), cp.empty((), cp.int64)
     grads.gradient(X, NULL, 0, n, y, coef, b, x_scale, part)
-    grads.reduce(part, n, x_scale, dcoef, db, NULL, -1, 0.0, loss, correct)
+    grads.reduce(part, n, x_scale, dcoef, db, loss, correct)
     return loss, correct, dcoef, db
 
 
@@ -261,47 +215,48 @@ def softmax_cross_entropy(logits, y):
 
 def count_correct(scores, y):
     n, k = scores.shape
-    count = cp.zeros((), cp.int64)  # the kernel adds each block's hits to it
+    count = cp.zeros((), cp.uint64)  # the kernel adds each block's hits to it (atomicAdd is unsigned)
     _kernel("accuracy", template_id("count_correct", scores.dtype, k))(
         (-(-n // THREADS),), (THREADS,), (scores, y, np.int32(n), count)
     )
-    return count
+    return count.view(cp.int64)  # the contract's int64: the same bits for any count
 
 
 class _Epoch:
-    """One epoch of minibatch SGD as a CUDA graph: for each batch, the gradient
-    kernel and the reduce-and-step kernel, 2 * ceil(n / batch_size) launches
-    replayed by one call. At batch 256 a step is a few microseconds of GPU
-    work, about what launching it from Python costs, so launches dominate
+    """One epoch of minibatch SGD over `n` rows as a CUDA graph: for each batch,
+    the gradient kernel and the reduce-and-step kernel, 2 * ceil(n / batch_size)
+    launches replayed by one call. At batch 256 a step is a few microseconds of
+    GPU work, about what launching it from Python costs, so launches dominate
     unless they are replayed from a graph.
 
-    The graph holds the pointers of X, y, coef and b (the cache key has them)
-    and reads the epoch's order and learning rates from buffers of its own,
-    which each call fills first.
+    The graph holds the pointers of X, y, coef and b and the schedule's kind,
+    peak rate and total steps (the cache key has them all, and n), and reads
+    the epoch's rows and its first step from buffers of its own, which each
+    call fills first: one graph serves every epoch of a run.
     """
 
-    def __init__(self, X, y, coef, b, batch_size, x_scale, weight_decay):
-        n = X.shape[0]
+    def __init__(self, X, y, n, coef, b, batch_size, x_scale, weight_decay, kind, peak, total_steps):
         batches = [(first, min(batch_size, n - first)) for first in range(0, n, batch_size)]
         passes = {rows: _GradientPass(rows, X, coef) for rows in {rows for _, rows in batches}}  # compiles first
         self.order = cp.empty(n, cp.int64)
-        self.lrs = cp.empty(len(batches), cp.float64)
+        self.first_step = cp.zeros(1, cp.int64)
         self.loss, self.correct = cp.empty((), coef.dtype), cp.empty((), cp.int64)
         some = next(iter(passes.values()))
         self.part = cp.empty((max(p.grid for p in passes.values()), some.part_size), coef.dtype)
+        schedule = (kind, peak, total_steps, self.first_step)
         stream = cp.cuda.Stream(non_blocking=True)
         with stream:
             stream.begin_capture()
             for step, (first, rows) in enumerate(batches):
                 grads = passes[rows]
                 grads.gradient(X, self.order, first, rows, y, coef, b, x_scale, self.part)
-                grads.reduce(self.part, rows, x_scale, coef, b, self.lrs, step, weight_decay, self.loss, self.correct)
+                grads.reduce(self.part, rows, x_scale, coef, b, self.loss, self.correct, step, weight_decay, schedule)
             self.graph = stream.end_capture()
 
-    def __call__(self, order, lrs):
-        cp.copyto(self.order, order)
-        cp.copyto(self.lrs, lrs[: self.lrs.size])
-        self.graph.launch()  # on the current stream, after the copies
+    def __call__(self, rows, start_step):
+        cp.copyto(self.order, rows)
+        self.first_step.fill(start_step)
+        self.graph.launch()  # on the current stream, after the copy and the fill
         return self.loss.copy(), self.correct.copy()  # copies: the next epoch overwrites the buffers
 
 
@@ -309,12 +264,18 @@ _EPOCHS: OrderedDict[tuple, _Epoch] = OrderedDict()
 _MAX_EPOCHS = 8  # graphs kept; each holds its buffers (order, partial sums)
 
 
-def train_epoch(X, y, order, coef, b, lrs, batch_size, x_scale, weight_decay):
-    key = (cp.cuda.runtime.getDevice(), batch_size, x_scale, weight_decay) + tuple(
+def shuffle(n, seed, epoch):
+    # On the host for now, so that both devices visit the rows in the same order.
+    return cp.asarray(np.random.default_rng([seed, epoch]).permutation(n))
+
+
+def train_epoch(X, y, rows, coef, b, batch_size, x_scale, weight_decay, kind, lr, total_steps, start_step):
+    n = rows.shape[0]
+    key = (cp.cuda.runtime.getDevice(), n, batch_size, x_scale, weight_decay, kind, lr, total_steps) + tuple(
         (a.data.ptr, a.shape, a.dtype.str) for a in (X, y, coef, b)
     )
-    epoch = _EPOCHS.pop(key, None) or _Epoch(X, y, coef, b, batch_size, x_scale, weight_decay)
+    epoch = _EPOCHS.pop(key, None) or _Epoch(X, y, n, coef, b, batch_size, x_scale, weight_decay, kind, lr, total_steps)
     _EPOCHS[key] = epoch
     while len(_EPOCHS) > _MAX_EPOCHS:
         _EPOCHS.popitem(last=False)
-    return epoch(order, lrs)
+    return epoch(rows, start_step)

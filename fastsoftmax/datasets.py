@@ -19,13 +19,13 @@ import hashlib
 import http.client
 import logging
 import os
-import tempfile
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_write
 from .idx import IdxError, read_idx
 
 __all__ = ["DATASET_NAMES", "Dataset", "DatasetError", "DatasetNotFoundError", "load_dataset"]
@@ -192,15 +192,8 @@ def _fetch(url: str, md5: str, dest: Path) -> None:
     digest = hashlib.md5(data, usedforsecurity=False).hexdigest()
     if digest != md5:
         raise ValueError(f"{url}: checksum mismatch (md5 {digest}, expected {md5})")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, dest)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_write(dest) as f:
+        f.write(data)
 
 
 def _read(path: Path, source: _Source) -> np.ndarray:

@@ -1,9 +1,10 @@
 """SoftmaxRegression: a scikit-learn style estimator over the fused kernels.
 
-Hyper-parameters live in __init__, learned state in attributes ending in "_",
-and fit returns self. Training is minibatch SGD: each epoch is one call of the
-backend's train_epoch (one compiled call on the CPU, one CUDA graph on the
-GPU), so no Python runs per batch.
+Hyper-parameters live in __init__ (their defaults and rules in
+hyperparameters.py), learned state in attributes ending in "_", and fit
+returns self. Training is minibatch SGD: fit validates the data once, then
+each epoch is one trusted call of ops.train_epoch (one compiled call on the
+CPU, one CUDA graph on the GPU), so no Python runs per batch.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import numpy as np
 
 from . import ops
 from .atomic import atomic_write
-from .backend import array_module, device_of, kernels_for_device, resolve_device
-from .schedules import SCHEDULES, learning_rates
+from .backend import array_module, device_of, resolve_device
+from .hyperparameters import DEFAULTS, HYPERPARAMETERS
+from .schedules import kind_of, learning_rate
 from .validation import FEATURE_DTYPES, check_labels, check_matrix
 
 # The compute precision of training: float32 is what the kernels run fastest
@@ -34,17 +36,9 @@ def input_scale(X) -> float:
 class SoftmaxRegression:
     """Multinomial logistic regression trained by minibatch SGD.
 
-    Parameters
+    Parameters (fastsoftmax.hyperparameters.HYPERPARAMETERS)
     ----------
-    epochs : passes over the training data.
-    batch_size : rows per SGD step; the last batch of an epoch may be smaller.
-    lr : the peak learning rate.
-    schedule : "cosine" (decays from lr to ~0 over the run) or "constant".
-    weight_decay : L2 penalty; the step is W -= lr * (dW + weight_decay * W).
-    seed : fixes the shuffling; the same seed gives the same model.
-    device : "auto" (CUDA where CuPy sees a GPU, else CPU), "cpu" or "cuda".
-    warm_start : if True and the model is fitted, fit continues from the learned
-        weights and resumes the schedule after the epochs in ``history_``.
+{parameters}
 
     Attributes
     ----------
@@ -52,44 +46,31 @@ class SoftmaxRegression:
     intercept_ : (n_classes,) biases.
     history_ : one dict per epoch: epoch, loss, train_acc, test_acc (with an
         eval_set), lr, seconds.
+
+    fit never changes an array the caller holds: it trains copies, and each
+    epoch sets coef_ and intercept_ to new arrays (on either device).
     """
 
-    def __init__(self, epochs=15, batch_size=256, lr=0.5, schedule="cosine",
-                 weight_decay=0.0, seed=0, device="auto", warm_start=False):
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.schedule = schedule
-        self.weight_decay = weight_decay
-        self.seed = seed
-        self.device = device
-        self.warm_start = warm_start
+    def __init__(self, epochs=DEFAULTS["epochs"], batch_size=DEFAULTS["batch_size"], lr=DEFAULTS["lr"],
+                 schedule=DEFAULTS["schedule"], weight_decay=DEFAULTS["weight_decay"], seed=DEFAULTS["seed"],
+                 device=DEFAULTS["device"], warm_start=DEFAULTS["warm_start"]):
+        given = locals()
+        self.set_params(**{p.name: given[p.name] for p in HYPERPARAMETERS})
 
     def get_params(self, deep=True):
-        return {name: getattr(self, name) for name in
-                ("epochs", "batch_size", "lr", "schedule", "weight_decay", "seed", "device", "warm_start")}
+        return {p.name: getattr(self, p.name) for p in HYPERPARAMETERS}
 
     def set_params(self, **params):
         for name, value in params.items():
-            if name not in self.get_params():
-                raise ValueError(f"unknown parameter {name!r}; known: {', '.join(self.get_params())}")
+            if name not in DEFAULTS:
+                raise ValueError(f"unknown parameter {name!r}; known: {', '.join(DEFAULTS)}")
             setattr(self, name, value)
         return self
 
     def validate_params(self):
         """Raise ValueError naming the first bad hyper-parameter."""
-        for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        for name, low in (("lr", "positive"), ("weight_decay", "non-negative")):
-            value = getattr(self, name)
-            ok = isinstance(value, (int, float, np.floating)) and math.isfinite(value)
-            if not ok or value < 0 or (value == 0 and low == "positive"):
-                raise ValueError(f"{name} must be a {low} finite number, got {value!r}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
-        resolve_device(self.device)
+        for p in HYPERPARAMETERS:
+            p.check(getattr(self, p.name))
 
     # ---- training ----
 
@@ -101,8 +82,8 @@ class SoftmaxRegression:
         intercept_ already holding that epoch's weights (for checkpoints).
         """
         self.validate_params()
-        device = resolve_device(self.device)
-        xp, kernels = array_module(device), kernels_for_device(device)
+        xp = array_module(resolve_device(self.device))
+        # Checked once here; every epoch below takes ops' trusted path.
         X = check_matrix(X, "X", xp, FEATURE_DTYPES)
         n, d = X.shape
         n_classes = self._n_classes(y, eval_set)
@@ -115,25 +96,24 @@ class SoftmaxRegression:
             y_eval = check_labels(y_eval, X_eval.shape[0], n_classes, xp)
 
         first_epoch = self._start(n_classes, d)
-        coef = xp.asarray(self.coef_)
-        b = xp.asarray(self.intercept_)
+        coef = xp.array(self.coef_, dtype=COMPUTE_DTYPE, order="C")  # copies: fit trains its own
+        b = xp.array(self.intercept_, dtype=COMPUTE_DTYPE)
         steps = math.ceil(n / self.batch_size)
-        lrs = learning_rates(self.schedule, float(self.lr), self.epochs * steps).astype(COMPUTE_DTYPE)
+        schedule = dict(batch_size=int(self.batch_size), lr=float(self.lr), schedule=self.schedule,
+                        total_steps=self.epochs * steps, weight_decay=float(self.weight_decay))
         x_scale = input_scale(X)
         for epoch in range(first_epoch, self.epochs):
             start = time.perf_counter()
-            # One generator per epoch: a resumed run shuffles as the uninterrupted one.
-            order = xp.asarray(np.random.default_rng([self.seed, epoch]).permutation(n))
-            epoch_lrs = xp.asarray(lrs[epoch * steps : (epoch + 1) * steps])
-            loss_sum, correct = kernels.train_epoch(
-                X, y, order, coef, b, epoch_lrs, self.batch_size, x_scale, self.weight_decay
-            )
+            loss_sum, correct = ops.train_epoch(X, y, coef.T, b, seed=int(self.seed), epoch=epoch,
+                                                start_step=epoch * steps, x_scale=x_scale, check_input=False,
+                                                **schedule)
+            rate = learning_rate(kind_of(self.schedule), float(self.lr), self.epochs * steps, epoch * steps)
             record = {"epoch": epoch + 1, "loss": float(loss_sum) / n,
-                      "train_acc": float(correct) / n, "lr": float(lrs[epoch * steps])}
+                      "train_acc": float(correct) / n, "lr": float(COMPUTE_DTYPE(rate))}
             record["train_seconds"] = time.perf_counter() - start
             if eval_set is not None:
-                scores = ops.linear_softmax(X_eval, coef.T, b, x_scale=input_scale(X_eval))
-                record["test_acc"] = ops.accuracy(scores, y_eval)
+                scores = ops.linear_softmax(X_eval, coef.T, b, x_scale=input_scale(X_eval), check_input=False)
+                record["test_acc"] = ops.accuracy(scores, y_eval, check_input=False)
             record["seconds"] = time.perf_counter() - start
             self.coef_ = _to_numpy(coef)
             self.intercept_ = _to_numpy(b)
@@ -217,4 +197,9 @@ class SoftmaxRegression:
 
 
 def _to_numpy(a):
-    return a.get() if hasattr(a, "get") else a
+    """A new host array holding a's values (a copy on the CPU too: the caller keeps it)."""
+    return a.get() if hasattr(a, "get") else a.copy()
+
+
+SoftmaxRegression.__doc__ = SoftmaxRegression.__doc__.replace("{parameters}", "\n".join(
+    f"    {p.name} : {p.help}." for p in HYPERPARAMETERS))

@@ -4,24 +4,49 @@ NumPy arrays run on the Numba kernels (cpu.py), CuPy arrays on the CUDA
 kernels (cuda.py); the results are arrays of the same kind. Shapes: X (n, d)
 uint8/float32/float64, W (d, k) float32/float64 (its dtype sets the compute
 precision), b (k,), y (n,) integer labels in [0, k).
+
+Nothing above this module calls a backend. Each function takes
+``check_input=False`` for callers that validated their arrays already (the
+habit of scikit-learn's ``check_input``): SoftmaxRegression.fit checks once per
+fit, not once per epoch, which on a GPU would wait for the device each time.
+Trusted arrays are as the checks return them: X C-contiguous, y and rows
+int64 in range, W's transpose C-contiguous in the compute dtype, b of W's dtype.
 """
 
 from __future__ import annotations
 
-from .backend import array_module, device_of, kernels_for_device
+from .backend import Backend, array_module, device_of
+from .schedules import kind_of
 from .validation import (
     FEATURE_DTYPES,
+    NON_NEGATIVE_INT,
+    NON_NEGATIVE_NUMBER,
+    POSITIVE_INT,
+    POSITIVE_NUMBER,
+    SCHEDULE,
     WEIGHT_DTYPES,
     check_labels,
     check_matrix,
+    check_rows,
     check_scale,
     check_weights,
 )
 
 
+def kernels(device: str) -> Backend:
+    """The backend of a resolved device, imported on first use (CuPy only when asked for)."""
+    if device == "cuda":
+        from . import cuda
+
+        return cuda
+    from . import cpu
+
+    return cpu
+
+
 def _backend(*arrays):
     device = device_of(*arrays)
-    return array_module(device), kernels_for_device(device)
+    return array_module(device), kernels(device)
 
 
 def _linear_inputs(X, W, b, x_scale, xp):
@@ -30,19 +55,22 @@ def _linear_inputs(X, W, b, x_scale, xp):
     return X, coef, b, check_scale(x_scale)
 
 
-def linear_softmax(X, W, b, *, x_scale=1.0):
+def linear_softmax(X, W, b, *, x_scale=1.0, check_input=True):
     """softmax(x_scale * X @ W + b) by rows, fused: (n, k) in W's dtype."""
-    xp, kernels = _backend(X, W, b)
-    X, coef, b, x_scale = _linear_inputs(X, W, b, x_scale, xp)
-    return kernels.linear_softmax(X, coef, b, x_scale)
+    xp, backend = _backend(X, W, b)
+    if check_input:
+        X, coef, b, x_scale = _linear_inputs(X, W, b, x_scale, xp)
+    else:
+        coef = W.T
+    return backend.linear_softmax(X, coef, b, x_scale)
 
 
 def softmax_cross_entropy(logits, y):
     """(loss, dlogits): mean cross-entropy and its gradient (softmax - onehot) / n."""
-    xp, kernels = _backend(logits, y)
+    xp, backend = _backend(logits, y)
     logits = check_matrix(logits, "logits", xp, WEIGHT_DTYPES, min_cols=2)
     y = check_labels(y, logits.shape[0], logits.shape[1], xp)
-    return kernels.softmax_cross_entropy(logits, y)
+    return backend.softmax_cross_entropy(logits, y)
 
 
 def linear_softmax_cross_entropy(X, W, b, y, *, x_scale=1.0):
@@ -51,16 +79,83 @@ def linear_softmax_cross_entropy(X, W, b, y, *, x_scale=1.0):
     Reads X once; loss and correct (rows whose argmax equals y) are 0-d arrays,
     so a GPU caller never has to wait for them.
     """
-    xp, kernels = _backend(X, W, b, y)
+    xp, backend = _backend(X, W, b, y)
     X, coef, b, x_scale = _linear_inputs(X, W, b, x_scale, xp)
     y = check_labels(y, X.shape[0], coef.shape[0], xp)
-    loss, correct, dcoef, db = kernels.linear_softmax_cross_entropy(X, coef, b, y, x_scale)
+    loss, correct, dcoef, db = backend.linear_softmax_cross_entropy(X, coef, b, y, x_scale)
     return loss, correct, dcoef.T, db
 
 
-def accuracy(scores, y):
+def accuracy(scores, y, *, check_input=True):
     """Fraction of rows whose argmax equals y."""
-    xp, kernels = _backend(scores, y)
-    scores = check_matrix(scores, "scores", xp, WEIGHT_DTYPES, min_cols=2)
-    y = check_labels(y, scores.shape[0], scores.shape[1], xp)
-    return float(kernels.count_correct(scores, y)) / scores.shape[0]
+    xp, backend = _backend(scores, y)
+    if check_input:
+        scores = check_matrix(scores, "scores", xp, WEIGHT_DTYPES, min_cols=2)
+        y = check_labels(y, scores.shape[0], scores.shape[1], xp)
+    return float(backend.count_correct(scores, y)) / scores.shape[0]
+
+
+def train_epoch(X, y, W, b, *, batch_size, lr, rows=None, seed=None, epoch=0, schedule="constant",
+                total_steps=None, start_step=0, weight_decay=0.0, x_scale=1.0, check_input=True):
+    """One epoch of minibatch SGD on W and b, in place: (loss_sum, correct), 0-d arrays.
+
+    The rows visited, in order, are either ``rows`` (indices into X, any
+    length, repeats allowed) or, given ``seed``, every row of X once in the
+    order NumPy's ``default_rng([seed, epoch])`` shuffles them into. Batch s
+    (the last may be partial) steps with the learning rate
+    ``schedules.learning_rate(schedule, lr, total_steps, start_step + s)`` in
+    W's dtype: W -= rate * (dW + weight_decay * W), b -= rate * db, where dW
+    and db are the gradients of the batch's mean loss. total_steps defaults to
+    start_step plus this epoch's steps (a cosine then decays over this epoch).
+    loss_sum / len(rows) is the epoch's mean training loss; correct counts the
+    rows whose argmax was their label before their step.
+
+    W is updated without a copy when its transpose is C-contiguous (a Fortran-
+    order W, or ``coef.T`` of a C-contiguous (k, d) array); otherwise it is
+    copied for the kernels and the result written back.
+    """
+    xp, backend = _backend(X, y, W, b, *([] if rows is None else [rows]))
+    if check_input:
+        return _checked_train_epoch(xp, backend, X, y, W, b, batch_size, lr, rows, seed, epoch, schedule,
+                                    total_steps, start_step, weight_decay, x_scale)
+    if rows is None:
+        rows = backend.shuffle(X.shape[0], seed, epoch)
+    if total_steps is None:
+        total_steps = start_step + -(-rows.shape[0] // batch_size)
+    return backend.train_epoch(X, y, rows, W.T, b, batch_size, x_scale, weight_decay, kind_of(schedule),
+                               lr, total_steps, start_step)
+
+
+def _checked_train_epoch(xp, backend, X, y, W, b, batch_size, lr, rows, seed, epoch, schedule,
+                         total_steps, start_step, weight_decay, x_scale):
+    for name, a in (("W", W), ("b", b)):
+        if not isinstance(a, xp.ndarray):
+            raise TypeError(f"{name} must be a {xp.__name__} array: train_epoch updates W and b in place")
+    X = check_matrix(X, "X", xp, FEATURE_DTYPES)
+    coef, bias = check_weights(W, b, X.shape[1], xp)  # copies only where the layout or dtype needs it
+    if b.dtype != W.dtype:
+        raise TypeError(f"b has dtype {b.dtype}; train_epoch updates it in place, so it must have W's ({W.dtype})")
+    y = check_labels(y, X.shape[0], coef.shape[0], xp)
+    if (rows is None) == (seed is None):
+        raise ValueError("give train_epoch either rows (the rows to visit) or seed (to shuffle all of X), not both")
+    if rows is None:
+        NON_NEGATIVE_INT.check("seed", seed)
+        NON_NEGATIVE_INT.check("epoch", epoch)
+    else:
+        rows = check_rows(rows, X.shape[0], xp)
+    POSITIVE_INT.check("batch_size", batch_size)
+    POSITIVE_NUMBER.check("lr", lr)
+    SCHEDULE.check("schedule", schedule)
+    if total_steps is not None:
+        POSITIVE_INT.check("total_steps", total_steps)
+    NON_NEGATIVE_INT.check("start_step", start_step)
+    NON_NEGATIVE_NUMBER.check("weight_decay", weight_decay)
+    x_scale = check_scale(x_scale)
+    result = train_epoch(X, y, coef.T, bias, batch_size=int(batch_size), lr=float(lr), rows=rows,
+                         seed=None if seed is None else int(seed), epoch=int(epoch), schedule=schedule,
+                         total_steps=None if total_steps is None else int(total_steps),
+                         start_step=int(start_step), weight_decay=float(weight_decay), x_scale=x_scale,
+                         check_input=False)
+    W[...] = coef.T  # a no-op copy onto itself where the kernels worked on W's own memory
+    b[...] = bias
+    return result

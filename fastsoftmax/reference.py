@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .schedules import kind_of, learning_rate
+
 
 def log_softmax(logits):
     """Row-wise log-softmax, max-subtracted so that |logits| ~ 1e4 stays finite."""
@@ -47,8 +49,13 @@ def accuracy(scores, y):
     return float((np.asarray(scores).argmax(axis=1) == np.asarray(y)).mean())
 
 
+def learning_rates(schedule, lr, total_steps, start_step, steps):
+    """The float64 rates of `steps` SGD steps from start_step (schedules.learning_rate by name)."""
+    return np.array([learning_rate(kind_of(schedule), lr, total_steps, start_step + s) for s in range(steps)])
+
+
 def train_epoch(X, y, order, W, b, lrs, batch_size, *, x_scale=1.0, weight_decay=0.0):
-    """One epoch of minibatch SGD over X[order]; returns (W, b, mean loss, correct).
+    """One epoch of minibatch SGD over X[order], step s at rate lrs[s]; returns (W, b, mean loss, correct).
 
     The update is W -= lr * (dW + weight_decay * W), b -= lr * db, where dW, db
     are the gradients of the batch's mean loss. The last batch may be partial.

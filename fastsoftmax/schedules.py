@@ -1,20 +1,35 @@
-"""Learning-rate schedules, one rate per SGD step, computed once before training."""
+"""Learning-rate schedules: the rate of one SGD step, from the schedule's parameters.
+
+This is the one definition of the formulas. No per-step table is built: the
+CPU epoch compiles ``learning_rate`` itself (Numba, fastsoftmax/cpu.py), the
+CUDA epoch evaluates the same expression in ``reduce_partials``
+(kernels/linear_softmax_cross_entropy.cu), and the reference, the estimator's
+history and the tests call it here. Each computes the rate in float64 and
+rounds it once to the compute dtype.
+"""
 
 from __future__ import annotations
 
-import numpy as np
+import math
 
 SCHEDULES = ("cosine", "constant")
+# A schedule's kind, as the kernels take it: its index in SCHEDULES (the CUDA
+# source spells COSINE as 0).
+COSINE, CONSTANT = range(len(SCHEDULES))
 
 
-def learning_rates(schedule: str, lr: float, total_steps: int) -> np.ndarray:
-    """The learning rate of each of `total_steps` steps.
+def kind_of(schedule: str) -> int:
+    """The kind of a schedule named in SCHEDULES."""
+    return SCHEDULES.index(schedule)
 
-    cosine: lr * (1 + cos(pi * t / T)) / 2, from lr down to near 0 at the last
-    step (SGDR, Loshchilov & Hutter 2017, without restarts); constant: lr.
+
+def learning_rate(kind: int, peak: float, total_steps: int, step: int) -> float:
+    """The float64 learning rate of step `step` (0-based, counted over the whole run) of `total_steps`.
+
+    cosine: peak * 0.5 * (1 + cos(pi * step / total_steps)), from peak down to
+    near 0 at the last step (SGDR, Loshchilov & Hutter 2017, without restarts);
+    constant: peak. Plain arithmetic, so that Numba compiles this very function.
     """
-    if schedule == "constant":
-        return np.full(total_steps, lr)
-    if schedule == "cosine":
-        return lr * 0.5 * (1.0 + np.cos(np.pi * np.arange(total_steps) / total_steps))
-    raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+    if kind == COSINE:
+        return peak * 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
+    return peak

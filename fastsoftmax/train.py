@@ -7,9 +7,7 @@ ends with one line on stderr and exit status 2 (usage) or 1 (data, device).
 
 from __future__ import annotations
 
-import argparse
 import json
-import math
 import statistics
 import sys
 import time
@@ -17,40 +15,20 @@ import time
 from tqdm import tqdm
 
 from .atomic import atomic_write
-from .backend import DEVICES, device_name, resolve_device
-from .cli import Parser, positive_int, run_command
+from .backend import device_name, resolve_device
+from .cli import Parser, add_hyperparameters, run_command
 from .datasets import DATASET_NAMES, load_dataset
 from .estimator import SoftmaxRegression
-from .schedules import SCHEDULES
+from .hyperparameters import HYPERPARAMETERS
 
 PROG = "python -m fastsoftmax.train"
 
 
-def _finite(low):
-    def parse(text):
-        try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        if not math.isfinite(value) or value < 0 or (value == 0 and low == "positive"):
-            raise argparse.ArgumentTypeError(f"must be a {low} finite number, got {text!r}")
-        return value
-
-    return parse
-
-
 def build_parser():
-    defaults = SoftmaxRegression().get_params()
     p = Parser(prog=PROG, description="Train softmax regression (multinomial logistic regression) on an idx data set.")
     p.add_argument("--dataset", choices=DATASET_NAMES, default="fashion-mnist")
     p.add_argument("--data-dir", metavar="DIR", help="folder with the four idx files (else $FASTSOFTMAX_DATA, the cache, /usr/share/datasets)")
-    p.add_argument("--device", choices=DEVICES, default="auto", help="auto: CUDA where CuPy sees a GPU, else CPU")
-    p.add_argument("--epochs", type=positive_int, default=defaults["epochs"])
-    p.add_argument("--batch-size", type=positive_int, default=defaults["batch_size"])
-    p.add_argument("--lr", type=_finite("positive"), default=defaults["lr"], help="peak learning rate")
-    p.add_argument("--schedule", choices=SCHEDULES, default=defaults["schedule"])
-    p.add_argument("--weight-decay", type=_finite("non-negative"), default=defaults["weight_decay"])
-    p.add_argument("--seed", type=int, default=defaults["seed"])
+    add_hyperparameters(p, HYPERPARAMETERS)  # --epochs, --lr, --device, ...: SoftmaxRegression's own
     p.add_argument("--save", metavar="PATH", help="save the model (.npz), also after every epoch")
     p.add_argument("--resume", metavar="PATH", help="continue a run from a model saved with --save (same flags)")
     p.add_argument("--plot", metavar="PATH", help="save the training curves as a PNG")
@@ -60,8 +38,7 @@ def build_parser():
 
 
 def run(args):
-    params = dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, schedule=args.schedule,
-                  weight_decay=args.weight_decay, seed=args.seed, device=args.device)
+    params = {p.name: getattr(args, p.name) for p in HYPERPARAMETERS if p.flag}
     if args.resume:  # warm_start resumes the schedule after the epochs already in history_
         model = SoftmaxRegression.load(args.resume).set_params(**params, warm_start=True)
     else:

@@ -7,8 +7,11 @@ per element. ``xp`` is numpy or cupy, whichever holds the arrays.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
+
+from .schedules import SCHEDULES
 
 FEATURE_DTYPES = (np.uint8, np.float32, np.float64)
 WEIGHT_DTYPES = (np.float32, np.float64)
@@ -59,15 +62,27 @@ def check_weights(W, b, n_features, xp):
 
 def check_labels(y, n_rows, n_classes, xp):
     """y (n,) integer labels in [0, n_classes), returned as int64."""
-    y = xp.asarray(y)
-    if y.ndim != 1 or y.shape[0] != n_rows:
-        raise ValueError(f"y must have shape ({n_rows},), one label per row, got {y.shape}")
-    if y.dtype.kind not in "iu":
-        raise TypeError(f"y must hold integer class labels, got dtype {y.dtype} (convert with y.astype(np.int64))")
-    lo, hi = int(y.min()), int(y.max())
-    if lo < 0 or hi >= n_classes:
-        raise ValueError(f"y holds labels in [{lo}, {hi}], outside [0, {n_classes}) for {n_classes} classes")
-    return xp.ascontiguousarray(y, dtype=np.int64)
+    return _check_indices(y, "y", n_rows, f"have shape ({n_rows},), one label per row", "class labels",
+                          n_classes, f"for {n_classes} classes", xp)
+
+
+def check_rows(rows, n_rows, xp):
+    """rows: a 1-D integer array of at least one row index in [0, n_rows), returned as int64."""
+    return _check_indices(rows, "rows", None, "be a 1-D array of at least one row index", "row indices",
+                          n_rows, f"for X's {n_rows} rows", xp)
+
+
+def _check_indices(a, name, length, shape_rule, what, limit, meaning, xp):
+    """a 1-D integer array of `length` entries (or any number >= 1 for None) in [0, limit), as int64."""
+    a = xp.asarray(a)
+    if a.ndim != 1 or a.shape[0] < 1 or a.shape[0] != (a.shape[0] if length is None else length):
+        raise ValueError(f"{name} must {shape_rule}, got shape {a.shape}")
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"{name} must hold integer {what}, got dtype {a.dtype} (convert with {name}.astype(np.int64))")
+    lo, hi = int(a.min()), int(a.max())
+    if lo < 0 or hi >= limit:
+        raise ValueError(f"{name} holds {what} in [{lo}, {hi}], outside [0, {limit}) {meaning}")
+    return xp.ascontiguousarray(a, dtype=np.int64)
 
 
 def check_scale(x_scale):
@@ -78,3 +93,64 @@ def check_scale(x_scale):
     if not math.isfinite(x_scale):
         raise ValueError(f"x_scale must be finite, got {x_scale}")
     return x_scale
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What a scalar option must be: an integer or a finite real number at or
+    above `low` (above it when `strict`), one of `choices`, or a bool.
+
+    ``check`` serves the Python API (the message names the argument),
+    ``parse`` the command lines (the message quotes the text typed).
+    """
+
+    kind: type
+    low: float | None = None
+    strict: bool = False
+    choices: tuple = ()
+
+    def __str__(self):
+        if self.choices:
+            return f"one of {', '.join(map(str, self.choices))}"
+        if self.kind is bool:
+            return "True or False"
+        if self.kind is int:
+            return "an integer" + ("" if self.low is None else f" {'>' if self.strict else '>='} {self.low}")
+        if self.low is None:
+            return "a finite number"
+        return f"a {'positive' if self.strict else 'non-negative'} finite number"
+
+    def allows(self, value) -> bool:
+        if self.choices:
+            return isinstance(value, str) and value in self.choices
+        if self.kind is bool:
+            return isinstance(value, (bool, np.bool_))
+        numbers = (int, np.integer) if self.kind is int else (int, float, np.integer, np.floating)
+        if not isinstance(value, numbers) or isinstance(value, (bool, np.bool_)):
+            return False
+        if self.kind is not int and not math.isfinite(float(value)):
+            return False
+        return self.low is None or value > self.low or (value == self.low and not self.strict)
+
+    def check(self, name, value):
+        """value, if it obeys the rule; else ValueError naming `name`."""
+        if not self.allows(value):
+            raise ValueError(f"{name} must be {self}, got {value!r}")
+        return value
+
+    def parse(self, text: str):
+        """The value a command-line word stands for; ValueError quoting the word."""
+        try:
+            value = self.kind(text) if not self.choices else text
+        except ValueError:
+            value = None
+        if value is None or not self.allows(value):
+            raise ValueError(f"must be {self}, got {text!r}")
+        return value
+
+
+POSITIVE_INT = Rule(int, low=1)
+NON_NEGATIVE_INT = Rule(int, low=0)
+POSITIVE_NUMBER = Rule(float, low=0, strict=True)
+NON_NEGATIVE_NUMBER = Rule(float, low=0)
+SCHEDULE = Rule(str, choices=SCHEDULES)

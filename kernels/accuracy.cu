@@ -22,10 +22,3 @@ count_correct(const T* __restrict__ scores, const long long* __restrict__ y, int
     const int hits = __syncthreads_count(hit);
     if (threadIdx.x == 0 && hits) atomicAdd(count, (unsigned long long)hits);
 }
-
-#ifndef __CUDACC_RTC__
-// nvcc only type-checks the templates it instantiates (NVRTC gets the
-// instantiations from fastsoftmax/cuda.py).
-template __global__ void count_correct<float, 10>(const float*, const long long*, int, unsigned long long*);
-template __global__ void count_correct<double, 10>(const double*, const long long*, int, unsigned long long*);
-#endif

@@ -2,17 +2,22 @@
 // into shared memory, the per-row logits of a lane group, the softmax of one
 // row, and a fixed-order block sum.
 //
-// Compiled by NVRTC through CuPy (fastsoftmax/cuda.py pastes this header into
-// each source), and by nvcc in the tests: so no standard headers, only CUDA
-// built-ins. T is the compute type (float or double, the dtype of W); TX the
+// Compiled by NVRTC through CuPy (fastsoftmax.kernels.source pastes this header
+// into each source), and by nvcc and the CPU emulator in the tests: so no
+// standard headers, only CUDA built-ins. T is the compute type (float or double, the dtype of W); TX the
 // type of X (unsigned char, float or double). K, the number of classes, is a
 // template parameter so that per-row logits live in registers.
 #pragma once
 
-// Every kernel runs 256-thread blocks: 8 warps, enough to hide shared-memory
-// latency, and a block-wide shuffle group count that is a power of two.
-constexpr int THREADS = 256;
+#include "geometry.cuh"  // THREADS and the other launch numbers, from kernels/geometry.py
+
 constexpr unsigned FULL_MASK = 0xffffffffu;
+
+// A kernel's dynamic shared memory (the launch's shared_mem bytes). A macro so
+// that the CPU emulator of the tests (tests/cudaemu) can supply its own.
+#ifndef DYNAMIC_SHARED_MEMORY
+#define DYNAMIC_SHARED_MEMORY(name) extern __shared__ __align__(16) unsigned char name[]
+#endif
 
 // Rows are staged with a padded stride: d rounded up to 4 columns, the zero
 // padding lets every inner loop run on whole 4-column quads.

@@ -13,9 +13,9 @@
 #include "common.cuh"
 
 namespace linear_softmax_tile {
-constexpr int G = 8;                        // lanes per row group
-constexpr int R = 4;                        // rows per lane
-constexpr int ROWS = THREADS / G * R;       // 128 rows per block iteration
+constexpr int G = FORWARD_GROUP;          // lanes per row group
+constexpr int R = FORWARD_ROWS_PER_LANE;  // rows per lane
+constexpr int ROWS = THREADS / G * R;     // rows per block iteration
 }  // namespace linear_softmax_tile
 
 // X (n, d) TX, coef (K, d) T, b (K,) T -> P (n, K) T. Shared memory: K * pad4(d) T.
@@ -25,7 +25,7 @@ __global__ void __launch_bounds__(THREADS)
 linear_softmax(const TX* __restrict__ X, const T* __restrict__ coef, const T* __restrict__ b, T x_scale,
                long long n, int d, int coef_vec16, T* __restrict__ P) {
     using namespace linear_softmax_tile;
-    extern __shared__ __align__(16) unsigned char smem[];
+    DYNAMIC_SHARED_MEMORY(smem);
     T* W_s = reinterpret_cast<T*>(smem);
     const int dp = pad4(d);
     stage_rows(W_s, coef, nullptr, 0, K, d, coef_vec16);
@@ -59,14 +59,3 @@ linear_softmax(const TX* __restrict__ X, const T* __restrict__ coef, const T* __
         }
     }
 }
-
-#ifndef __CUDACC_RTC__
-// nvcc only type-checks the templates it instantiates: instantiate each
-// (T, TX) pair and both load widths, so CI's nvcc build checks what NVRTC
-// compiles at run time (fastsoftmax/cuda.py names the same ones).
-#define INSTANTIATE(T, TX, V) \
-    template __global__ void linear_softmax<T, TX, 10, V>(const TX*, const T*, const T*, T, long long, int, int, T*);
-#define INSTANTIATE_TX(T, TX) INSTANTIATE(T, TX, 1) INSTANTIATE(T, TX, 4)
-INSTANTIATE_TX(float, unsigned char) INSTANTIATE_TX(float, float) INSTANTIATE_TX(float, double)
-INSTANTIATE_TX(double, unsigned char) INSTANTIATE_TX(double, float) INSTANTIATE_TX(double, double)
-#endif

@@ -44,12 +44,3 @@ mean_of_partials(const T* __restrict__ part, int nparts, int n, T* __restrict__ 
     const T total = block_sum(s, red);
     if (threadIdx.x == 0) *loss = total / T(n);
 }
-
-#ifndef __CUDACC_RTC__
-// nvcc only type-checks the templates it instantiates (NVRTC gets the
-// instantiations from fastsoftmax/cuda.py).
-template __global__ void softmax_cross_entropy<float, 10>(const float*, const long long*, int, float*, float*);
-template __global__ void softmax_cross_entropy<double, 10>(const double*, const long long*, int, double*, double*);
-template __global__ void mean_of_partials<float>(const float*, int, int, float*);
-template __global__ void mean_of_partials<double>(const double*, int, int, double*);
-#endif

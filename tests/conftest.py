@@ -1,17 +1,55 @@
-"""Fixtures shared by the test modules: the backends every kernel test runs on."""
+"""Fixtures shared by the test modules: the backends every kernel test runs on.
 
+The CUDA backend runs everywhere: on the GPU where CuPy sees one, and
+elsewhere on the CPU emulator of tests/cudaemu (the exact kernels/*.cu compiled
+with g++, one real thread per CUDA thread), reached through a stand-in
+``cupy`` module that is installed for the tests that ask for it.
+"""
+
+import sys
+
+import numpy as np
 import pytest
 
-from fastsoftmax import datasets
-from fastsoftmax.backend import array_module, cuda_available
+from fastsoftmax import backend, datasets
+
+# Decided before any stand-in is installed: a real GPU takes precedence.
+REAL_GPU = backend.cuda_available()
 
 
-@pytest.fixture(params=["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+@pytest.fixture
+def cupy_module():
+    """cupy: the real one where a GPU is, else the stand-in on the CPU emulator
+    (installed as sys.modules["cupy"] for the test, with fresh counters and
+    the default device attributes)."""
+    if REAL_GPU:
+        import cupy
+
+        yield cupy
+        return
+    from cudaemu import standin_cupy
+
+    saved = sys.modules.get("cupy")
+    sys.modules["cupy"] = standin_cupy
+    backend._cupy.cache_clear()
+    standin_cupy.counters.reset()
+    standin_cupy.device_attributes.update(standin_cupy.DEFAULT_ATTRIBUTES)
+    if "fastsoftmax.cuda" in sys.modules:
+        sys.modules["fastsoftmax.cuda"]._attribute.cache_clear()
+    try:
+        yield standin_cupy
+    finally:
+        if saved is None:
+            del sys.modules["cupy"]
+        else:
+            sys.modules["cupy"] = saved
+        backend._cupy.cache_clear()
+
+
+@pytest.fixture(params=["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
 def xp(request):
-    """numpy (Numba kernels) or cupy (CUDA kernels); CUDA skips where no GPU is."""
-    if request.param == "cuda" and not cuda_available():
-        pytest.skip("CUDA backend: CuPy with a CUDA GPU is not available here")
-    return array_module(request.param)
+    """numpy (Numba kernels) or cupy (CUDA kernels, on a GPU or the emulator)."""
+    return np if request.param == "cpu" else request.getfixturevalue("cupy_module")
 
 
 @pytest.fixture

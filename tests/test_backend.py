@@ -4,9 +4,13 @@ CuPy is replaced by stand-ins here, so the selection logic is checked on every
 machine, with or without CuPy or a GPU.
 """
 
+import ast
+import inspect
+import re
 import subprocess
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -92,3 +96,44 @@ def test_the_package_imports_and_trains_where_cupy_cannot_be_imported():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "cpu"
+
+
+def _contract():
+    """The Backend protocol's functions and their parameter names (without self)."""
+    names = [n for n in vars(backend.Backend) if not n.startswith("_")]
+    return {n: list(inspect.signature(getattr(backend.Backend, n)).parameters)[1:] for n in names}
+
+
+def _module_functions(path):
+    """The top-level functions of a module's source and their parameter names, read without importing it."""
+    tree = ast.parse(path.read_text())
+    return {f.name: [a.arg for a in f.args.args] for f in tree.body if isinstance(f, ast.FunctionDef)}
+
+
+@pytest.mark.parametrize("name", ["cpu", "cuda"])
+def test_both_backends_satisfy_the_contract(name):
+    """Each backend defines every function of backend.Backend with the same parameters
+    (read from the source, so the CUDA backend is checked where CuPy is missing too)."""
+    contract = _contract()
+    assert {"linear_softmax", "train_epoch", "shuffle"} <= set(contract)
+    functions = _module_functions(Path(backend.__file__).parent / f"{name}.py")
+    for function, params in contract.items():
+        assert functions.get(function) == params, f"{name}.{function}"
+
+
+def test_the_cpu_backend_is_a_backend_and_ops_imports_it_by_name():
+    from fastsoftmax import cpu, ops
+
+    assert isinstance(cpu, backend.Backend)
+    assert ops.kernels("cpu") is cpu
+
+
+def test_only_ops_calls_a_backend():
+    """Above ops, no module of the package or the benchmarks calls a backend's
+    contract functions: they are reached through ops alone."""
+    root = Path(backend.__file__).parent.parent
+    names = "|".join(_contract())
+    call = re.compile(rf"\b(cpu|cuda|kernels|backend)\.({names})\(|from (fastsoftmax)?\.?(cpu|cuda) import .*\b({names})\b")
+    callers = sorted(str(p.relative_to(root)) for p in [*root.glob("fastsoftmax/*.py"), *root.glob("bench/*.py")]
+                     if p.name not in ("cpu.py", "cuda.py") and call.search(p.read_text()))
+    assert callers == ["fastsoftmax/ops.py"]

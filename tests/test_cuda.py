@@ -1,43 +1,69 @@
 """Checks of the CUDA backend that the shared kernel tests (test_kernels.py) do not make.
 
-- every kernels/*.cu compiles with nvcc for sm_80 and sm_90 (what CI can check
-  without a GPU), and every template instantiation the backend names compiles
-  with NVRTC, the compiler that builds them at run time (where CuPy is
-  installed, with or without a GPU);
-- on a GPU: the paths the small shared cases miss (blocks that loop over many
-  tiles, rows that are not vector aligned, the Fashion-MNIST width), a cached
-  epoch graph replayed with a new order and new learning rates, and
-  bit-reproducible training.
+They run on a GPU where CuPy sees one, and everywhere else on the CPU emulator
+of tests/cudaemu (the same kernels/*.cu, compiled with g++):
+- the geometry header matches kernels/geometry.py, and every template
+  instantiation that the backend may name compiles with nvcc for sm_80 and
+  sm_90 and with NVRTC (where CuPy is installed);
+- the paths the small shared cases miss (blocks that loop over many tiles,
+  rows that are not vector aligned, the Fashion-MNIST width), a cached epoch
+  graph replayed with a new order and new learning rates, bit-reproducible
+  training;
+- SoftmaxRegression(device="cuda") and the training command line, against the CPU;
+- in emulation, a bug planted in a kernel makes the shared cases fail.
 """
 
+import json
 import shutil
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REAL_GPU
+from fastsoftmax.kernels import geometry
+from fastsoftmax.kernels import source as cuda_source
+from idxdata import write_idx
+from kernelcases import check_all_kernels, make_problem
 
+import fastsoftmax as fs
 from fastsoftmax import reference as ref
-from fastsoftmax.backend import cuda_available
+from fastsoftmax.datasets import FILES
+from fastsoftmax.train import main as train_main
 
-SOURCES = sorted((Path(__file__).parent.parent / "kernels").glob("*.cu"))
+FAMILIES = sorted(geometry.instantiations(10))
 
-gpu = pytest.mark.skipif(not cuda_available(), reason="needs CuPy and a CUDA GPU")
+
+def test_geometry_header_is_generated_from_geometry_py():
+    """kernels/geometry.cuh (what nvcc and NVRTC compile) holds kernels/geometry.py's numbers."""
+    assert geometry.HEADER.read_text() == geometry.header(), (
+        "kernels/geometry.cuh is stale: run python -m fastsoftmax.kernels.geometry"
+    )
+
+
+def test_every_source_has_instantiations():
+    assert FAMILIES == sorted(p.stem for p in geometry.HEADER.parent.glob("*.cu"))
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
-@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.name)
-def test_nvcc_compiles(source, arch, tmp_path):
-    # Each source instantiates its templates for nvcc (#ifndef __CUDACC_RTC__),
-    # so this type-checks the kernels, not only their syntax.
+@pytest.mark.parametrize("family", FAMILIES)
+def test_nvcc_compiles_every_instantiation(family, arch, tmp_path):
+    # The source as NVRTC gets it, plus host code taking each kernel's address:
+    # nvcc then compiles (not only parses) every instantiation that
+    # fastsoftmax/cuda.py may name at run time, from the same list.
+    names = sorted({name for k in (2, 10) for name in geometry.instantiations(k)[family]})
+    uses = "".join(f"static void* const use_{i} = (void*)&{name};\n" for i, name in enumerate(names))
+    unit = tmp_path / f"{family}.cu"
+    unit.write_text(cuda_source(family) + "\n" + uses)
     done = subprocess.run(
-        ["nvcc", f"-arch={arch}", "-std=c++17", "-ptx", "-o", str(tmp_path / "out.ptx"), str(source)],
+        ["nvcc", f"-arch={arch}", "-std=c++17", "-ptx", "-o", str(tmp_path / "out.ptx"), str(unit)],
         check=False,
         capture_output=True,
         text=True,
     )
     assert done.returncode == 0, done.stderr
+    ptx = (tmp_path / "out.ptx").read_text()
+    assert ptx.count(".entry") == len(names)
 
 
 @pytest.mark.parametrize("k", [2, 10])
@@ -47,14 +73,12 @@ def test_nvrtc_compiles_every_instantiation(k):
         cupy.cuda.nvrtc.getVersion()
     except Exception as e:  # noqa: BLE001 (CuPy without a loadable NVRTC library)
         pytest.skip(f"NVRTC is not available: {e}")
-    from fastsoftmax import cuda
-
-    for family, names in cuda.instantiations(k).items():
+    for family, names in geometry.instantiations(k).items():
         for arch in ("80", "90"):
             # method="lto" compiles for a named arch without asking a GPU which
             # one it is; NVRTC's front end and optimiser run as they do at run time.
             cupy.cuda.compiler.compile_using_nvrtc(
-                cuda.source(family),
+                cuda_source(family),
                 options=("--std=c++17", "-dlto"),
                 arch=arch,
                 name_expressions=names,
@@ -62,80 +86,66 @@ def test_nvrtc_compiles_every_instantiation(k):
             )
 
 
-def make_problem(n, d, k, x_dtype, w_dtype, seed=0):
-    rng = np.random.default_rng(seed)
-    if x_dtype == np.uint8:
-        X, x_scale = rng.integers(0, 256, (n, d)).astype(np.uint8), 1 / 255
-    else:
-        X, x_scale = rng.standard_normal((n, d)).astype(x_dtype), 1.0
-    W = (rng.standard_normal((d, k)) / np.sqrt(d)).astype(w_dtype)
-    b = rng.standard_normal(k).astype(w_dtype)
-    return X, W, b, rng.integers(0, k, n), x_scale
-
-
 def tolerance(w_dtype):
     return 1e-10 if w_dtype == np.float64 else 1e-4
 
 
-@gpu
+@pytest.mark.cuda
 @pytest.mark.parametrize("w_dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("x_dtype", [np.uint8, np.float32])
 @pytest.mark.parametrize("misaligned", [False, True], ids=["aligned", "misaligned"])
-def test_many_tiles_per_block(x_dtype, w_dtype, misaligned):
-    """40000 rows: every block of both kernels loops over several tiles; a
-    misaligned X takes the scalar loads instead of the vector ones."""
-    import cupy as cp
-
-    from fastsoftmax import cuda
-
-    X, W, b, y, x_scale = make_problem(40000, 64, 10, x_dtype, w_dtype)
+def test_many_tiles_per_block(cupy_module, x_dtype, w_dtype, misaligned):
+    """Every block of both kernels loops over several tiles (on a GPU 40000
+    rows; the emulated device has 2 SMs, so fewer do); a misaligned X takes
+    the scalar loads instead of the vector ones."""
+    cp = cupy_module
+    X, W, b, y, x_scale = make_problem(40000 if REAL_GPU else 1200, 64, 10, x_dtype, w_dtype)
     Xd = cp.asarray(X)
     if misaligned:  # same values, rows starting one element past a vector boundary
         Xd = cp.empty(X.size + 1, X.dtype)[1:].reshape(X.shape)
         Xd[...] = cp.asarray(X)
-    coef, bd, yd = cp.asarray(np.ascontiguousarray(W.T)), cp.asarray(b), cp.asarray(y)
+    Wd, bd, yd = cp.asarray(W), cp.asarray(b), cp.asarray(y)
     tol = {"rtol": tolerance(w_dtype), "atol": tolerance(w_dtype)}
 
-    P = cuda.linear_softmax(Xd, coef, bd, x_scale)
+    P = fs.linear_softmax(Xd, Wd, bd, x_scale=x_scale)
     np.testing.assert_allclose(P.get(), ref.linear_softmax(X, W, b, x_scale=x_scale), **tol)
 
-    loss, correct, dcoef, db = cuda.linear_softmax_cross_entropy(Xd, coef, bd, yd, x_scale)
+    loss, correct, dW, db = fs.linear_softmax_cross_entropy(Xd, Wd, bd, yd, x_scale=x_scale)
     r_loss, r_correct, r_dW, r_db = ref.linear_softmax_cross_entropy(X, W, b, y, x_scale=x_scale)
     np.testing.assert_allclose(float(loss), r_loss, **tol)
-    np.testing.assert_allclose(dcoef.get().T, r_dW, **tol)
+    np.testing.assert_allclose(dW.get(), r_dW, **tol)
     np.testing.assert_allclose(db.get(), r_db, **tol)
     assert abs(int(correct) - r_correct) <= (0 if w_dtype == np.float64 else 2)
 
 
-def run_epochs(X, y, W, b, x_scale, epochs, batch, seed=0):
-    """Epochs of train_epoch on the GPU, each with its own order and learning
-    rates; returns (W, b, [(loss_sum, correct) per epoch]) on the host."""
-    import cupy as cp
-
-    from fastsoftmax import cuda
-
+def run_epochs(cp, X, y, W, b, x_scale, epochs, batch, seed=0):
+    """Epochs of train_epoch on the device, each with its own order, one cosine
+    schedule across them (so the cached graph replays with new rows and a new
+    first step); returns (W, b, [(order, lrs, loss_sum, correct) per epoch]) on the host."""
     n = X.shape[0]
     rng = np.random.default_rng(seed)
-    Xd, yd = cp.asarray(X), cp.asarray(y)
-    coef, bd = cp.asarray(np.ascontiguousarray(W.T)), cp.asarray(b)
+    Xd, yd, Wd, bd = cp.asarray(X), cp.asarray(y), cp.asarray(W), cp.asarray(b)
+    steps = -(-n // batch)
+    # small steps: with 784 features larger ones diverge, and float32 chaos is no test
+    schedule = dict(lr=0.005, schedule="cosine", total_steps=epochs * steps)
     stats = []
-    for _ in range(epochs):
+    for epoch in range(epochs):
         order = rng.permutation(n)
-        # small steps: with 784 features larger ones diverge, and float32 chaos is no test
-        lrs = rng.uniform(0.001, 0.005, -(-n // batch))
-        loss_sum, correct = cuda.train_epoch(Xd, yd, cp.asarray(order), coef, bd, cp.asarray(lrs), batch, x_scale, 0.01)
+        loss_sum, correct = fs.train_epoch(Xd, yd, Wd, bd, rows=cp.asarray(order), batch_size=batch,
+                                           start_step=epoch * steps, weight_decay=0.01, x_scale=x_scale, **schedule)
+        lrs = ref.learning_rates("cosine", 0.005, epochs * steps, epoch * steps, steps)
         stats.append((order, lrs, float(loss_sum), int(correct)))
-    return coef.get().T, bd.get(), stats
+    return Wd.get(), bd.get(), stats
 
 
-@gpu
+@pytest.mark.cuda
 @pytest.mark.parametrize("w_dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("x_dtype", [np.uint8, np.float32])
-def test_replayed_epochs_match_reference(x_dtype, w_dtype):
+def test_replayed_epochs_match_reference(cupy_module, x_dtype, w_dtype):
     """Fashion-MNIST's width and batch size; the second and third epochs
     replay the cached graph with new orders and learning rates."""
     X, W, b, y, x_scale = make_problem(1500, 784, 10, x_dtype, w_dtype, seed=2)
-    got_W, got_b, stats = run_epochs(X, y, W, b, x_scale, epochs=3, batch=256)
+    got_W, got_b, stats = run_epochs(cupy_module, X, y, W, b, x_scale, epochs=3, batch=256)
     r_W, r_b = W, b
     for order, lrs, loss_sum, correct in stats:
         r_W, r_b, r_loss, r_correct = ref.train_epoch(
@@ -147,11 +157,102 @@ def test_replayed_epochs_match_reference(x_dtype, w_dtype):
     np.testing.assert_allclose(got_b, r_b, rtol=tolerance(w_dtype), atol=tolerance(w_dtype))
 
 
-@gpu
-def test_training_is_bit_reproducible():
-    X, W, b, y, x_scale = make_problem(3000, 784, 10, np.uint8, np.float32, seed=4)
-    first = run_epochs(X, y, W, b, x_scale, epochs=2, batch=256)
-    second = run_epochs(X, y, W, b, x_scale, epochs=2, batch=256)
+@pytest.mark.cuda
+def test_training_is_bit_reproducible(cupy_module):
+    X, W, b, y, x_scale = make_problem(3000 if REAL_GPU else 600, 784, 10, np.uint8, np.float32, seed=4)
+    first = run_epochs(cupy_module, X, y, W, b, x_scale, epochs=2, batch=256)
+    second = run_epochs(cupy_module, X, y, W, b, x_scale, epochs=2, batch=256)
     np.testing.assert_array_equal(first[0], second[0])
     np.testing.assert_array_equal(first[1], second[1])
     assert [s[2:] for s in first[2]] == [s[2:] for s in second[2]]
+
+
+# ---- the estimator and the command line on the CUDA backend ----
+
+
+@pytest.mark.cuda
+def test_estimator_on_cuda_matches_the_cpu(cupy_module):
+    X, _, _, y, _ = make_problem(300, 20, 4, np.uint8, np.float32, seed=7)
+    params = dict(epochs=3, batch_size=64, lr=0.1)
+    cpu = fs.SoftmaxRegression(device="cpu", **params).fit(X, y)
+    gpu = fs.SoftmaxRegression(device="cuda", **params).fit(X, y, eval_set=(X[:50], y[:50]))
+    assert isinstance(gpu.coef_, np.ndarray)  # fitted state lives on the host, as in scikit-learn
+    np.testing.assert_allclose(gpu.coef_, cpu.coef_, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(gpu.intercept_, cpu.intercept_, rtol=1e-4, atol=1e-5)
+    for got, want in zip(gpu.history_, cpu.history_):
+        assert got["loss"] == pytest.approx(want["loss"], rel=1e-4)
+    Xd = cupy_module.asarray(X)
+    predicted = gpu.predict(Xd)
+    assert type(predicted) is type(Xd)  # arrays of the input's kind
+    np.testing.assert_array_equal(predicted.get(), cpu.predict(X))
+    assert gpu.score(Xd, cupy_module.asarray(y)) == pytest.approx(cpu.score(X, y))
+
+
+@pytest.fixture(scope="module")
+def fashion_subset(tmp_path_factory):
+    """The first 600 training and 300 test images of the real Fashion-MNIST, as idx files."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FASTSOFTMAX_NO_DOWNLOAD", "1")
+        try:
+            data = fs.load_dataset("fashion-mnist")
+        except fs.DatasetNotFoundError as e:
+            pytest.skip(f"real Fashion-MNIST absent (apt-get install dataset-fashion-mnist): {e}")
+    folder = tmp_path_factory.mktemp("fashion-subset")
+    images = (data.x_train[:600], data.x_test[:300])
+    arrays = (images[0].reshape(-1, 28, 28), data.y_train[:600], images[1].reshape(-1, 28, 28), data.y_test[:300])
+    for name, array in zip(FILES, arrays):
+        write_idx(folder / name, array)
+    return folder
+
+
+@pytest.mark.cuda
+def test_train_cli_on_cuda_reaches_the_cpu_accuracy(cupy_module, fashion_subset, tmp_path, capsys):
+    results = {}
+    for device in ("cpu", "cuda"):
+        args = ["--data-dir", str(fashion_subset), "--device", device, "--epochs", "3", "--batch-size", "64",
+                "--lr", "0.2", "--json", str(tmp_path / f"{device}.json"), "--quiet"]
+        assert train_main(args) == 0, capsys.readouterr().err
+        results[device] = json.loads((tmp_path / f"{device}.json").read_text())
+    out = capsys.readouterr().out
+    assert "device cuda (cudaemu" in out or REAL_GPU
+    assert results["cpu"]["test_acc"] > 0.7  # the subset is learnable: the comparison means something
+    assert results["cuda"]["test_acc"] == pytest.approx(results["cpu"]["test_acc"], abs=0.01)
+    assert results["cuda"]["loss"] == pytest.approx(results["cpu"]["loss"], rel=1e-3)
+
+
+# ---- a planted kernel bug fails the tests ----
+
+# Each replaces one piece of a kernel's source, as NVRTC gets it.
+PLANTED_BUGS = {
+    "off-by-one row bound": ("linear_softmax", "if (row >= n) break;", "if (row > n) break;"),
+    "off-by-one tree sum": ("softmax_cross_entropy", "for (int s = THREADS / 2; s > 0; s /= 2)",
+                            "for (int s = THREADS / 2; s > 1; s /= 2)"),
+    "off-by-one accuracy bound": ("accuracy", "if (row < n) {", "if (row <= n) {"),
+    "no barrier after staging a tile": (
+        "linear_softmax_cross_entropy",
+        "stage_rows(X_s, X, rows, tile_first, count, d, x_vec16);\n        __syncthreads();",
+        "stage_rows(X_s, X, rows, tile_first, count, d, x_vec16);",
+    ),
+    "no barrier before the next tile": (
+        "linear_softmax_cross_entropy", "__syncthreads();  // the next tile overwrites X_s and v_s", ""),
+}
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(REAL_GPU, reason="checks the emulator's bounds and barrier checks, which a GPU does not make")
+@pytest.mark.parametrize(("family", "old", "new"), PLANTED_BUGS.values(), ids=PLANTED_BUGS)
+def test_a_planted_kernel_bug_fails_the_shared_cases(cupy_module, monkeypatch, family, old, new):
+    from cudaemu import KernelFault
+
+    from fastsoftmax import cuda
+
+    text = cuda.source(family)
+    assert text.count(old) == 1, f"the bug's site is not (or not once) in {family}.cu"
+    monkeypatch.setattr(cuda, "source", lambda name: text.replace(old, new) if name == family else cuda_source(name))
+    cuda._compiled.cache_clear()
+    try:
+        # 300 rows: several tiles per block, and a last block iteration that is not full
+        with pytest.raises((AssertionError, KernelFault)):
+            check_all_kernels(cupy_module, *make_problem(300, 33, 10, np.float32, np.float32, seed=9))
+    finally:
+        cuda._compiled.cache_clear()

@@ -1,10 +1,13 @@
 """SoftmaxRegression: learning, determinism, the estimator API, save/load, resume."""
 
+import inspect
+
 import numpy as np
 import pytest
 
 import fastsoftmax as fs
 from fastsoftmax.backend import DeviceError, cuda_available
+from fastsoftmax.hyperparameters import HYPERPARAMETERS
 
 
 def blobs(n, d=20, k=4, seed=0):
@@ -87,6 +90,29 @@ def test_load_rejects_files_that_are_not_models(tmp_path, content):
         fs.SoftmaxRegression.load(tmp_path / "missing.npz")
 
 
+def test_hyperparameters_are_the_tables():
+    """__init__ takes exactly the table's hyper-parameters, in its order, with its defaults."""
+    signature = inspect.signature(fs.SoftmaxRegression)
+    assert [(n, p.default) for n, p in signature.parameters.items()] == [(p.name, p.default) for p in HYPERPARAMETERS]
+    assert fs.SoftmaxRegression().get_params() == {p.name: p.default for p in HYPERPARAMETERS}
+
+
+def test_fit_never_changes_arrays_the_caller_holds():
+    """coef_ of one epoch stays as it was after the next (a callback may keep it),
+    and a warm start leaves the arrays it started from untouched."""
+    X, y = blobs(500)
+    kept = []
+    model = fs.SoftmaxRegression(epochs=3, device="cpu")
+    model.fit(X, y, callback=lambda m, record: kept.append((m.coef_, m.coef_.copy(), m.intercept_.copy())))
+    for coef, copy, _ in kept:
+        np.testing.assert_array_equal(coef, copy)
+    assert not np.array_equal(kept[0][0], kept[-1][0])
+    before = model.coef_, model.coef_.copy()
+    model.set_params(epochs=5, warm_start=True).fit(X, y)
+    np.testing.assert_array_equal(before[0], before[1])
+    assert not np.array_equal(model.coef_, before[1])
+
+
 @pytest.mark.parametrize("params,match", [
     (dict(epochs=0), "epochs must be an integer >= 1"),
     (dict(epochs=2.5), "epochs must be an integer >= 1"),
@@ -96,6 +122,8 @@ def test_load_rejects_files_that_are_not_models(tmp_path, content):
     (dict(weight_decay=-1.0), "weight_decay must be a non-negative finite number"),
     (dict(schedule="step"), "schedule must be one of cosine, constant"),
     (dict(device="tpu"), "device must be one of auto, cpu, cuda"),
+    (dict(seed=-1), "seed must be an integer >= 0, got -1"),
+    (dict(warm_start="yes"), "warm_start must be True or False"),
 ])
 def test_bad_parameters_are_named(params, match):
     X, y = blobs(10)

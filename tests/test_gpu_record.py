@@ -3,12 +3,10 @@ it reads from pytest's JUnit XML, and the figures it takes from a benchmark run.
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent.parent / "bench"))
-import gpu_record  # noqa: E402 (bench/ is not a package)
+from bench import gpu_record
 
 SAMPLE_TESTS = """
 import pytest

@@ -1,77 +1,27 @@
 """Every kernel against the float64 NumPy reference, on every backend.
 
-One list of cases serves all backends (the `xp` fixture): edge sizes (one row,
-one feature, rows on either side of the 64-row part size), the Fashion-MNIST
-shape, and every supported dtype pair.
+One list of cases (kernelcases.py) serves all backends (the `xp` fixture):
+edge sizes (one row, one feature, rows on either side of the 64-row part
+size), the Fashion-MNIST shape, and every supported dtype pair.
 """
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from kernelcases import (
+    SHAPES,
+    W_DTYPES,
+    X_DTYPES,
+    check_all_kernels,
+    make_problem,
+    on,
+    to_numpy,
+)
 
 import fastsoftmax as fs
 from fastsoftmax import reference as ref
-
-SHAPES = [(1, 1, 2), (1, 784, 10), (3, 5, 2), (63, 17, 3), (64, 17, 3), (65, 17, 3),
-          (257, 33, 10), (1025, 7, 4), (1000, 784, 10)]
-X_DTYPES = [np.uint8, np.float32, np.float64]
-W_DTYPES = [np.float32, np.float64]
-
-
-def to_numpy(a):
-    return a.get() if hasattr(a, "get") else np.asarray(a)
-
-
-def make_problem(n, d, k, x_dtype, w_dtype, seed=0, logit_scale=1.0):
-    """Random X, W, b, y, x_scale; uint8 X is raw pixels with x_scale 1/255."""
-    rng = np.random.default_rng(seed)
-    if x_dtype == np.uint8:
-        X, x_scale = rng.integers(0, 256, (n, d)).astype(np.uint8), 1 / 255
-    else:
-        X, x_scale = rng.standard_normal((n, d)).astype(x_dtype), 1.0
-    W = (rng.standard_normal((d, k)) * logit_scale / np.sqrt(d)).astype(w_dtype)
-    b = rng.standard_normal(k).astype(w_dtype)
-    y = rng.integers(0, k, n)
-    return X, W, b, y, x_scale
-
-
-def assert_close(actual, expected, w_dtype):
-    """float64 to 1e-10; float32 to ~1e-5 relative to the reference's magnitude."""
-    actual, expected = to_numpy(actual), np.asarray(expected)
-    assert actual.shape == expected.shape
-    tol = 1e-10 if w_dtype == np.float64 else 2e-5
-    np.testing.assert_allclose(actual, expected, rtol=tol, atol=tol * max(1.0, np.abs(expected).max()))
-
-
-def on(xp, *arrays):
-    return [xp.asarray(a) for a in arrays]
-
-
-def check_all_kernels(xp, X, W, b, y, x_scale):
-    w_dtype = W.dtype.type
-    Xd, Wd, bd, yd = on(xp, X, W, b, y)
-
-    P = fs.linear_softmax(Xd, Wd, bd, x_scale=x_scale)
-    assert type(P) is type(Xd) and P.dtype == W.dtype
-    assert_close(P, ref.linear_softmax(X, W, b, x_scale=x_scale), w_dtype)
-
-    loss, correct, dW, db = fs.linear_softmax_cross_entropy(Xd, Wd, bd, yd, x_scale=x_scale)
-    r_loss, r_correct, r_dW, r_db = ref.linear_softmax_cross_entropy(X, W, b, y, x_scale=x_scale)
-    assert loss.shape == () and correct.shape == ()
-    assert_close(loss, r_loss, w_dtype)
-    assert_close(dW, r_dW, w_dtype)
-    assert_close(db, r_db, w_dtype)
-    # float32 logits may flip an argmax between near-equal classes
-    assert abs(int(correct) - r_correct) <= (0 if w_dtype == np.float64 else 1)
-
-    logits = (X.astype(np.float64) * x_scale @ W + b).astype(W.dtype)
-    loss, dlogits = fs.softmax_cross_entropy(xp.asarray(logits), yd)
-    r_loss, r_dlogits = ref.softmax_cross_entropy(logits, y)
-    assert_close(loss, r_loss, w_dtype)
-    assert_close(dlogits, r_dlogits, w_dtype)
-
-    assert fs.accuracy(xp.asarray(logits), yd) == ref.accuracy(logits, y)
+from fastsoftmax.schedules import SCHEDULES, kind_of, learning_rate
 
 
 @pytest.mark.parametrize("w_dtype", W_DTYPES)
@@ -151,23 +101,85 @@ def test_softmax_cross_entropy_gradient_matches_finite_differences(xp):
 @pytest.mark.parametrize("w_dtype", W_DTYPES)
 def test_train_epoch_matches_reference(xp, x_dtype, w_dtype):
     """The backends' one-call epoch equals the reference's minibatch SGD loop."""
-    from fastsoftmax.backend import kernels_for_device
-
     n, d, k, batch = 1000, 37, 5, 64  # 1000 % 64 != 0: the last batch is partial
     X, W, b, y, x_scale = make_problem(n, d, k, x_dtype, w_dtype, seed=5)
     order = np.random.default_rng(1).permutation(n)
-    lrs = np.linspace(0.5, 0.05, -(-n // batch))
+    steps = -(-n // batch)
+    lrs = ref.learning_rates("cosine", 0.5, 3 * steps, steps, steps)  # the second epoch of three
     r_W, r_b, r_loss, r_correct = ref.train_epoch(X, y, order, W, b, lrs, batch, x_scale=x_scale, weight_decay=0.01)
 
-    kernels = kernels_for_device("cpu" if xp is np else "cuda")
-    coef, bias = xp.asarray(np.ascontiguousarray(W.T)), xp.asarray(b)
-    loss_sum, correct = kernels.train_epoch(*on(xp, X, y, order), coef, bias, xp.asarray(lrs.astype(w_dtype)),
-                                            batch, x_scale, 0.01)
+    Wd, bd = on(xp, W, b)
+    loss_sum, correct = fs.train_epoch(*on(xp, X, y), Wd, bd, rows=xp.asarray(order), batch_size=batch, lr=0.5,
+                                       schedule="cosine", total_steps=3 * steps, start_step=steps,
+                                       weight_decay=0.01, x_scale=x_scale)
+    assert loss_sum.shape == () and correct.shape == ()
     tol = 1e-10 if w_dtype == np.float64 else 1e-4
-    np.testing.assert_allclose(to_numpy(coef).T, r_W, rtol=tol, atol=tol)
-    np.testing.assert_allclose(to_numpy(bias), r_b, rtol=tol, atol=tol)
+    np.testing.assert_allclose(to_numpy(Wd), r_W, rtol=tol, atol=tol)
+    np.testing.assert_allclose(to_numpy(bd), r_b, rtol=tol, atol=tol)
     np.testing.assert_allclose(float(loss_sum) / n, r_loss, rtol=tol)
     assert abs(int(correct) - r_correct) <= (0 if w_dtype == np.float64 else 2)
+
+
+@pytest.mark.parametrize("rows", [[7], [3, 3, 0, 9, 3], list(range(40)) * 2])
+def test_train_epoch_visits_the_rows_given(xp, rows):
+    """An order shorter than X, or with repeats, trains on exactly those rows."""
+    X, W, b, y, x_scale = make_problem(50, 6, 3, np.float64, np.float64, seed=6)
+    r_W, r_b, r_loss, r_correct = ref.train_epoch(X, y, np.array(rows), W, b, [0.3] * len(rows), 2, x_scale=x_scale)
+    Wd, bd = on(xp, W, b)
+    loss_sum, correct = fs.train_epoch(*on(xp, X, y), Wd, bd, rows=xp.asarray(rows), batch_size=2, lr=0.3,
+                                       x_scale=x_scale)
+    np.testing.assert_allclose(to_numpy(Wd), r_W, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(to_numpy(bd), r_b, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(float(loss_sum) / len(rows), r_loss, rtol=1e-10)
+    assert int(correct) == r_correct
+
+
+def test_train_epoch_shuffles_from_a_seed(xp):
+    """seed=s, epoch=e visits every row once in default_rng([s, e])'s order."""
+    X, W, b, y, x_scale = make_problem(300, 8, 4, np.uint8, np.float64, seed=7)
+    order = np.random.default_rng([3, 2]).permutation(300)
+    r_W, r_b, _, _ = ref.train_epoch(X, y, order, W, b, [0.2] * 5, 64, x_scale=x_scale)
+    Wd, bd = on(xp, W, b)
+    fs.train_epoch(*on(xp, X, y), Wd, bd, seed=3, epoch=2, batch_size=64, lr=0.2, x_scale=x_scale)
+    np.testing.assert_allclose(to_numpy(Wd), r_W, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(to_numpy(bd), r_b, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("w_dtype", W_DTYPES)
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_backend_learning_rates_are_the_schedules(xp, schedule, w_dtype):
+    """Each step's rate is schedules.learning_rate rounded once to W's dtype
+    (on a GPU, to within an ulp).
+
+    X = 0, W = b = 0, two classes, every label 0 and one batch of 4 rows: the
+    softmax is (1/2, 1/2) exactly, db = (-1/2, 1/2), so one step leaves
+    b = (rate / 2, -rate / 2) with no rounding, and 2 * b[0] is the rate used.
+    """
+    total = 1000
+    for step in (0, 1, 333, 500, 999):
+        W, b = xp.zeros((3, 2), w_dtype), xp.zeros(2, w_dtype)
+        fs.train_epoch(xp.zeros((4, 3), w_dtype), xp.zeros(4, np.int64), W, b, rows=xp.arange(4), batch_size=4,
+                       lr=0.7, schedule=schedule, total_steps=total, start_step=step)
+        expected = w_dtype(learning_rate(kind_of(schedule), 0.7, total, step))
+        rate = 2 * to_numpy(b)[0]
+        if xp is np:
+            assert rate == expected
+        else:  # CUDA's double cos is within 2 ulp, not correctly rounded
+            np.testing.assert_allclose(rate, expected, rtol=np.finfo(w_dtype).eps, atol=0)
+        assert to_numpy(b)[1] == -to_numpy(b)[0] and not to_numpy(W).any()
+
+
+def test_train_epoch_updates_any_layout_of_w_in_place():
+    """A C-order W is copied for the kernels and written back; a Fortran-order one trains as it is."""
+    X, W, b, y, x_scale = make_problem(100, 9, 3, np.float32, np.float32, seed=8)
+    results = []
+    for order in "CF":
+        Wl, bl = np.array(W, order=order), b.copy()
+        fs.train_epoch(X, y, Wl, bl, seed=0, batch_size=16, lr=0.1, x_scale=x_scale)
+        results.append((Wl, bl))
+    assert not np.array_equal(results[0][0], W)
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])
 
 
 def test_cpu_results_do_not_depend_on_thread_count():
@@ -219,3 +231,28 @@ def test_bad_logits_and_scores():
         fs.accuracy(np.zeros((3, 2)), np.array([0, 1, 2]))
     with pytest.raises(TypeError, match="scores has dtype"):
         fs.accuracy(np.zeros((3, 2), np.int8), np.array([0, 1, 1]))
+
+
+TRAIN = dict(zip(("X", "W", "b", "y"), GOOD[:4]))
+
+
+@pytest.mark.parametrize("change,error,match", [
+    (dict(), ValueError, "either rows .* or seed"),
+    (dict(rows=np.arange(3), seed=0), ValueError, "either rows .* or seed"),
+    (dict(rows=np.array([0, 10])), ValueError, r"rows holds row indices in \[0, 10\], outside \[0, 10\)"),
+    (dict(rows=np.array([], np.int64)), ValueError, "rows must be a 1-D array of at least one row"),
+    (dict(rows=np.zeros(3)), TypeError, "rows must hold integer row indices"),
+    (dict(seed=-1), ValueError, "seed must be an integer >= 0, got -1"),
+    (dict(seed=0, batch_size=0), ValueError, "batch_size must be an integer >= 1, got 0"),
+    (dict(seed=0, lr=float("nan")), ValueError, "lr must be a positive finite number, got nan"),
+    (dict(seed=0, schedule="step"), ValueError, "schedule must be one of cosine, constant, got 'step'"),
+    (dict(seed=0, total_steps=0), ValueError, "total_steps must be an integer >= 1"),
+    (dict(seed=0, weight_decay=-0.1), ValueError, "weight_decay must be a non-negative finite number"),
+    (dict(seed=0, W=[[0.0] * 3] * 4), TypeError, "W must be a numpy array: train_epoch updates W and b in place"),
+    (dict(seed=0, b=np.zeros(3, np.float64)), TypeError, "b has dtype float64; train_epoch updates it in place"),
+])
+def test_train_epoch_bad_input_raises_naming_the_argument(change, error, match):
+    args = TRAIN | dict(batch_size=4, lr=0.1) | change
+    X, W, b, y = (args.pop(name) for name in ("X", "W", "b", "y"))
+    with pytest.raises(error, match=match):
+        fs.train_epoch(X, y, W, b, **args)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from idxdata import make_dataset_dir
 
-from fastsoftmax import datasets, plots
+from fastsoftmax import plots
 from fastsoftmax.datasets import load_dataset
 from fastsoftmax.estimator import SoftmaxRegression
 from fastsoftmax.evaluation import confusion_matrix
@@ -21,6 +21,9 @@ from fastsoftmax.predict import MAX_DRAWN, PROG, main
 SHAPE = (6, 5)  # not square, so a transposed reshape would show
 N_TEST = 20
 PNGS = ("predictions.png", "weights.png", "confusion.png")
+
+# Only --data-dir holds data: no env folder, an empty cache and system folder, no download.
+pytestmark = pytest.mark.usefixtures("isolated_data")
 
 
 @pytest.fixture(scope="module")
@@ -40,15 +43,6 @@ def model_path(data, tmp_path_factory):
     path = tmp_path_factory.mktemp("model") / "model.npz"
     SoftmaxRegression(epochs=2, batch_size=16, device="cpu").fit(data.x_train, data.y_train).save(path)
     return path
-
-
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    """Only --data-dir holds data: no env folder, an empty cache and system folder, no download."""
-    monkeypatch.delenv("FASTSOFTMAX_DATA", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setenv("FASTSOFTMAX_NO_DOWNLOAD", "1")
-    monkeypatch.setattr(datasets, "SYSTEM_DIR", tmp_path / "system")
 
 
 @pytest.fixture
@@ -134,7 +128,7 @@ def test_a_large_n_is_listed_but_the_grid_stops_at_max_drawn(capsys, monkeypatch
 
 
 @pytest.mark.parametrize("n, status, message", [
-    (0, 2, "argument --n: must be an integer >= 1, got 0"),
+    (0, 2, "argument --n: must be an integer >= 1, got '0'"),
     ("x", 2, "argument --n: must be an integer >= 1, got 'x'"),
     (N_TEST + 1, 1, f"--n {N_TEST + 1} is more than the {N_TEST} test images of fashion-mnist"),
 ])

@@ -68,7 +68,8 @@ def test_resume_continues_a_saved_run(capsys, data_dir, tmp_path):
 
 
 @pytest.mark.parametrize("args,status,message", [
-    (["--epochs", "0"], 2, "argument --epochs: must be an integer >= 1, got 0"),
+    (["--epochs", "0"], 2, "argument --epochs: must be an integer >= 1, got '0'"),
+    (["--seed", "-1"], 2, "argument --seed: must be an integer >= 0, got '-1'"),
     (["--batch-size", "x"], 2, "argument --batch-size: must be an integer >= 1, got 'x'"),
     (["--lr", "nan"], 2, "argument --lr: must be a positive finite number, got 'nan'"),
     (["--lr", "-0.1"], 2, "argument --lr: must be a positive finite number"),
@@ -109,6 +110,26 @@ def test_bad_data_files_are_one_line_on_stderr(capsys, data_dir, damage, message
 def test_cuda_missing_is_one_line(capsys, data_dir):
     code, out, err = train(capsys, "--data-dir", str(data_dir), "--device", "cuda")
     assert code == 1 and "device 'cuda' needs" in err and len(err.strip().splitlines()) == 1
+
+
+def test_debug_shows_the_traceback(capsys, monkeypatch):
+    """--debug, or FASTSOFTMAX_DEBUG=1, lets an error through with its traceback."""
+    with pytest.raises(FileNotFoundError, match="Fashion-MNIST not found"):
+        main(["--data-dir", "/nonexistent", "--debug"])
+    monkeypatch.setenv("FASTSOFTMAX_DEBUG", "1")
+    with pytest.raises(FileNotFoundError, match="Fashion-MNIST not found"):
+        main(["--data-dir", "/nonexistent"])
+
+
+def test_flags_are_the_hyperparameter_table(capsys):
+    """Every hyper-parameter with a flag has it, with the table's default."""
+    from fastsoftmax.hyperparameters import HYPERPARAMETERS
+    from fastsoftmax.train import build_parser
+
+    args = build_parser().parse_args([])
+    assert {p.name: getattr(args, p.name) for p in HYPERPARAMETERS if p.flag} == {
+        p.name: p.default for p in HYPERPARAMETERS if p.flag}
+    assert not hasattr(args, "warm_start")  # the command line resumes with --resume
 
 
 def test_resume_of_a_finished_run_asks_for_more_epochs(capsys, data_dir, tmp_path):

@@ -1,0 +1,22 @@
+"""A CPU emulator for the project's CUDA kernels (tests only).
+
+The exact sources of kernels/*.cu are compiled by g++ against prelude.h, which
+supplies the CUDA built-ins; every CUDA thread of a block runs as an OS thread,
+so barriers, shuffles and shared memory behave (and misbehave) for real.
+Device buffers are guarded (memory.py); kernel bugs raise KernelFault.
+"""
+
+from .compiler import CompileError, Function, Module, Param, load_module
+from .memory import DeviceBuffer, KernelFault, allocate, check_all
+
+__all__ = [
+    "CompileError",
+    "DeviceBuffer",
+    "Function",
+    "KernelFault",
+    "Module",
+    "Param",
+    "allocate",
+    "check_all",
+    "load_module",
+]

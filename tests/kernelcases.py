@@ -1,0 +1,70 @@
+"""The shared list of kernel cases and their check against the float64 reference.
+
+Every backend runs the same cases (the ``xp`` fixture of conftest.py); import
+from here as ``from kernelcases import SHAPES, check_all_kernels, make_problem``.
+"""
+
+import numpy as np
+
+import fastsoftmax as fs
+from fastsoftmax import reference as ref
+
+SHAPES = [(1, 1, 2), (1, 784, 10), (3, 5, 2), (63, 17, 3), (64, 17, 3), (65, 17, 3),
+          (257, 33, 10), (1025, 7, 4), (1000, 784, 10)]
+X_DTYPES = [np.uint8, np.float32, np.float64]
+W_DTYPES = [np.float32, np.float64]
+
+
+def to_numpy(a):
+    return a.get() if hasattr(a, "get") else np.asarray(a)
+
+
+def make_problem(n, d, k, x_dtype, w_dtype, seed=0, logit_scale=1.0):
+    """Random X, W, b, y, x_scale; uint8 X is raw pixels with x_scale 1/255."""
+    rng = np.random.default_rng(seed)
+    if x_dtype == np.uint8:
+        X, x_scale = rng.integers(0, 256, (n, d)).astype(np.uint8), 1 / 255
+    else:
+        X, x_scale = rng.standard_normal((n, d)).astype(x_dtype), 1.0
+    W = (rng.standard_normal((d, k)) * logit_scale / np.sqrt(d)).astype(w_dtype)
+    b = rng.standard_normal(k).astype(w_dtype)
+    y = rng.integers(0, k, n)
+    return X, W, b, y, x_scale
+
+
+def assert_close(actual, expected, w_dtype):
+    """float64 to 1e-10; float32 to ~1e-5 relative to the reference's magnitude."""
+    actual, expected = to_numpy(actual), np.asarray(expected)
+    assert actual.shape == expected.shape
+    tol = 1e-10 if w_dtype == np.float64 else 2e-5
+    np.testing.assert_allclose(actual, expected, rtol=tol, atol=tol * max(1.0, np.abs(expected).max()))
+
+
+def on(xp, *arrays):
+    return [xp.asarray(a) for a in arrays]
+
+
+def check_all_kernels(xp, X, W, b, y, x_scale):
+    w_dtype = W.dtype.type
+    Xd, Wd, bd, yd = on(xp, X, W, b, y)
+
+    P = fs.linear_softmax(Xd, Wd, bd, x_scale=x_scale)
+    assert type(P) is type(Xd) and P.dtype == W.dtype
+    assert_close(P, ref.linear_softmax(X, W, b, x_scale=x_scale), w_dtype)
+
+    loss, correct, dW, db = fs.linear_softmax_cross_entropy(Xd, Wd, bd, yd, x_scale=x_scale)
+    r_loss, r_correct, r_dW, r_db = ref.linear_softmax_cross_entropy(X, W, b, y, x_scale=x_scale)
+    assert loss.shape == () and correct.shape == ()
+    assert_close(loss, r_loss, w_dtype)
+    assert_close(dW, r_dW, w_dtype)
+    assert_close(db, r_db, w_dtype)
+    # float32 logits may flip an argmax between near-equal classes
+    assert abs(int(correct) - r_correct) <= (0 if w_dtype == np.float64 else 1)
+
+    logits = (X.astype(np.float64) * x_scale @ W + b).astype(W.dtype)
+    loss, dlogits = fs.softmax_cross_entropy(xp.asarray(logits), yd)
+    r_loss, r_dlogits = ref.softmax_cross_entropy(logits, y)
+    assert_close(loss, r_loss, w_dtype)
+    assert_close(dlogits, r_dlogits, w_dtype)
+
+    assert fs.accuracy(xp.asarray(logits), yd) == ref.accuracy(logits, y)
