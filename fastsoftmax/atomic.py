@@ -1,21 +1,95 @@
-"""Write files atomically: a reader sees the old file or the whole new one."""
+"""Write files safely: atomically, through symlinks, never over a device, and one writer at a time.
+
+A reader sees the old file or the whole new one. A path naming a symlink is
+written at the link's target (the link stays); a path naming anything that is
+not a regular file (a device such as /dev/null, a FIFO, a folder) is refused
+rather than replaced by a file.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import stat
 import tempfile
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: there the lock is skipped
+    fcntl = None
+
+
+class OutputError(ValueError):
+    """An output path that cannot or must not be written; the message names it."""
+
+
+def output_path(path) -> Path:
+    """The file that writing `path` writes: symlinks followed to their target.
+
+    Raises OutputError if that exists and is not a regular file.
+    """
+    target = Path(os.path.realpath(path))
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        return target
+    except NotADirectoryError:
+        raise OutputError(f"{path}: a part of the path is not a folder") from None
+    if not stat.S_ISREG(mode):
+        kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket or other special file")
+        shown = str(path) if str(target) == os.path.abspath(path) else f"{path} (-> {target})"
+        raise OutputError(f"{shown} is {kind}, not a regular file; name a file to write to")
+    return target
+
+
+def check_writable(path) -> Path:
+    """The target of `path` (output_path) if a file can be written there; else OutputError naming it.
+
+    Tries what writing will do (a temporary file beside the target, removed at
+    once), so read-only folders and file systems are found before any work.
+    """
+    target = output_path(path)
+    folder = target.parent
+    while not folder.exists():  # atomic_write creates the missing folders: check the first that exists
+        folder = folder.parent
+    if not folder.is_dir():
+        raise OutputError(f"{path}: {folder} is not a folder")
+    if folder == target.parent:
+        try:
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
+        except OSError as e:
+            raise OutputError(f"{path} cannot be written: {e.strerror} in {folder}") from None
+        os.close(fd)
+        os.unlink(tmp)
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"{path} cannot be written: no permission to create folders in {folder}")
+    return target
+
+
+def check_outputs(outputs) -> None:
+    """check_writable for each (flag, path) of outputs (a None path is skipped), the error naming the flag."""
+    for flag, path in outputs:
+        if path is None:
+            continue
+        try:
+            check_writable(path)
+        except OutputError as e:
+            raise OutputError(f"{flag}: {e}") from None
 
 
 @contextlib.contextmanager
 def atomic_write(path, mode="wb"):
-    """Open a temporary file beside `path`; on success fsync it and rename it over `path`.
+    """Open a temporary file beside `path`'s target; on success fsync it and rename it over the target.
 
-    On an exception the temporary file is removed and `path` is left untouched,
-    so an interrupted save never leaves a half-written model or result.
+    On an exception (Ctrl-C and SystemExit included) the temporary file is
+    removed and the target is left untouched, so an interrupted save never
+    leaves a half-written model or result. Raises OutputError, before
+    writing anything, where the target is not a regular file.
     """
-    path = Path(path)
+    path = output_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -29,6 +103,55 @@ def atomic_write(path, mode="wb"):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def exclusive(path, what="the file"):
+    """Hold a lock on writing `path`'s target for the block; OutputError if another live process holds it.
+
+    The lock is an flock on ``.<name>.lock`` beside the target, which the
+    kernel releases when its holder dies (kill -9 included), so a stale lock
+    never blocks. Taking it removes the temporary files a killed writer left
+    beside the target; the lock file is removed on leaving.
+    """
+    target = output_path(path)
+    if fcntl is None:
+        yield target
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock = target.parent / f".{target.name}.lock"
+    while True:
+        f = open(lock, "a+")  # noqa: SIM115 - held open across the yield: the lock lives as long as it
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "?"
+            f.close()
+            raise OutputError(f"{path} is being written by another run (process {holder}); "
+                              f"wait for it to finish or choose another path for {what}") from None
+        # The holder before us may have removed the file after we opened it: lock the one in place.
+        try:
+            same = os.stat(lock).st_ino == os.fstat(f.fileno()).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        f.close()
+    try:
+        f.truncate(0)
+        f.write(str(os.getpid()))
+        f.flush()
+        # Holding the lock, no live process is writing the target: temporary files beside it
+        # are what a killed run (kill -9, a power cut) could not remove.
+        for stale in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+            with contextlib.suppress(OSError):
+                stale.unlink()
+        yield target
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock)
+        f.close()
 
 
 def _umask():

@@ -121,7 +121,7 @@ class Backend(Protocol):
         """The 0-d int64 count of rows whose argmax is y."""
 
     def shuffle(self, n, seed, epoch):
-        """The int64 rows 0..n-1 in epoch `epoch`'s order: NumPy's default_rng([seed, epoch]).permutation(n)."""
+        """The int64 rows 0..n-1 in epoch `epoch`'s order: fastsoftmax.permutation, computed on the device."""
 
     def train_epoch(self, X, y, rows, coef, b, batch_size, x_scale, weight_decay, kind, lr, total_steps, start_step):
         """One epoch of minibatch SGD over X[rows], updating coef and b in place; (loss_sum, correct), 0-d.

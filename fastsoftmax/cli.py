@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 
 from .validation import POSITIVE_INT, Rule
 
@@ -36,6 +38,19 @@ def flag_type(rule: Rule):
 positive_int = flag_type(POSITIVE_INT)
 
 
+class Explicit(argparse._StoreAction):
+    """Store the value and note, in ``args.explicit``, that the flag was given (--resume keeps the rest)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        namespace.explicit = getattr(namespace, "explicit", set()) | {self.dest}
+
+
+def given(args) -> set:
+    """The names of the flags typed on the command line (those stored with Explicit)."""
+    return getattr(args, "explicit", set())
+
+
 def add_hyperparameters(parser, hyperparameters):
     """--<name> for each hyper-parameter with a flag: its rule, default and help from the table."""
     for p in hyperparameters:
@@ -43,29 +58,47 @@ def add_hyperparameters(parser, hyperparameters):
             continue
         flag, help = "--" + p.name.replace("_", "-"), f"{p.help} (default: {p.default})"
         if p.rule.choices:
-            parser.add_argument(flag, choices=p.rule.choices, default=p.default, help=help)
+            parser.add_argument(flag, choices=p.rule.choices, default=p.default, help=help, action=Explicit)
         else:
-            parser.add_argument(flag, type=flag_type(p.rule), default=p.default, help=help)
+            parser.add_argument(flag, type=flag_type(p.rule), default=p.default, help=help, action=Explicit)
 
 
 def debugging(args) -> bool:
     return getattr(args, "debug", False) or os.environ.get("FASTSOFTMAX_DEBUG", "") not in ("", "0")
 
 
-def run_command(prog, run, args, interrupted=""):
-    """run(args) with the library's errors as one line on stderr: exit 1, or 130 on Ctrl-C.
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that every `finally` and atomic write cleans up on the way out."""
 
-    With --debug (or FASTSOFTMAX_DEBUG=1) an error propagates with its traceback.
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
+def run_command(prog, run, args, interrupted=lambda: ""):
+    """run(args) with the library's errors as one line on stderr: exit 1, 130 on Ctrl-C, 143 on SIGTERM.
+
+    interrupted() is added to the message of an interruption (where the last
+    checkpoint is, if one was written). With --debug (or FASTSOFTMAX_DEBUG=1)
+    an error propagates with its traceback. Running out of memory is an
+    error line too: the checks before each allocation should make it rare.
     """
+    main_thread = threading.current_thread() is threading.main_thread()  # where handlers can be set
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         run(args)
-    except (ValueError, TypeError, OSError, RuntimeError) as e:
+    except (ValueError, TypeError, OSError, RuntimeError, MemoryError) as e:
         if debugging(args):
             raise
         # Library errors name the problem and the fix; the CLI shows just that line.
-        print(f"{prog}: error: {e}", file=sys.stderr)
+        message = f"out of memory ({e or 'no details'})" if isinstance(e, MemoryError) else str(e)
+        print(f"{prog}: error: {message}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted{interrupted}", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        print(f"{prog}: {'terminated' if isinstance(e, Terminated) else 'interrupted'}{interrupted()}",
+              file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     return 0

@@ -1,16 +1,18 @@
 """Find, download and check the MNIST-style data sets: Fashion-MNIST and MNIST.
 
-``load_dataset`` takes the first folder that holds all four idx files (each
-``.gz`` or raw) from, in order:
+``load_dataset`` reads the four idx files (each ``.gz`` or raw) from:
 
-1. ``data_dir``, then ``$FASTSOFTMAX_DATA`` (each as ``<dir>/<name>/`` or the
-   folder itself),
-2. the cache, ``$XDG_CACHE_HOME/fastsoftmax/<name>`` (default
-   ``~/.cache/fastsoftmax/<name>``),
-3. ``/usr/share/datasets/<name>`` (Debian's ``dataset-fashion-mnist``).
+- the folder named by ``data_dir``, else by ``$FASTSOFTMAX_DATA`` (as
+  ``<dir>/<name>/`` or the folder itself), and nowhere else: a named folder
+  without the files is an error (or the download's target), never a reason
+  to read another copy found elsewhere;
+- else the first of the cache, ``$XDG_CACHE_HOME/fastsoftmax/<name>``
+  (default ``~/.cache/fastsoftmax/<name>``), and
+  ``/usr/share/datasets/<name>`` (Debian's ``dataset-fashion-mnist``).
 
-If none has them it downloads the official files into the cache, checking
-their md5, unless ``FASTSOFTMAX_NO_DOWNLOAD`` is set (to anything but 0).
+If they are not there it downloads the official files, checking their md5,
+into ``<dir>/<name>`` (a named folder, as torchvision's ``root``) or the
+cache, unless ``FASTSOFTMAX_NO_DOWNLOAD`` is set (to anything but 0).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import logging
+import math
 import os
 import urllib.request
 from dataclasses import dataclass, field
@@ -26,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_write
-from .idx import IdxError, read_idx
+from .idx import MAX_BYTES, IdxError, read_idx, read_idx_header
 
 __all__ = ["DATASET_NAMES", "Dataset", "DatasetError", "DatasetNotFoundError", "load_dataset"]
 
@@ -41,6 +44,7 @@ FILES = (
 )
 SYSTEM_DIR = Path("/usr/share/datasets")  # where Debian's dataset-* packages put them
 DOWNLOAD_TIMEOUT = 30  # seconds without a byte before a download gives up
+MAX_DOWNLOAD = 2**28  # bytes of one .gz file; the largest official one is 26 MB
 
 
 @dataclass(frozen=True)
@@ -100,29 +104,44 @@ class Dataset:
     source: Path  # the folder the files came from
     image_shape: tuple[int, int]
 
+    @property
+    def classes(self) -> range:
+        """The class labels, 0..k-1, k from the class names (all of them, whether or not each occurs)."""
+        return range(len(self.class_names))
+
 
 def load_dataset(name: str = "fashion-mnist", data_dir: str | os.PathLike | None = None) -> Dataset:
     """Load a data set by name ("fashion-mnist" or "mnist"); see the module doc for where from.
 
     Raises ValueError for an unknown name, DatasetNotFoundError when no folder
-    has the files and downloading fails or is disabled, IdxError for a
-    malformed file and DatasetError for files that disagree.
+    has the files and downloading fails or is disabled (or when the folder
+    named by data_dir or $FASTSOFTMAX_DATA lacks them: naming one turns the
+    search off), IdxError for a malformed file and DatasetError for files
+    that disagree. The files' headers are checked against each other before
+    their data is read.
     """
     if name not in _SOURCES:
         raise ValueError(f"unknown data set {name!r}; known: {', '.join(DATASET_NAMES)}")
     source = _SOURCES[name]
-    searched = _search_dirs(name, data_dir)
-    folder = next((d for d in searched if _find_files(d)), None) or _download(name, source, searched)
+    explicit, searched = _search_dirs(name, data_dir)
+    folder = next((d for d in searched if _find_files(d)), None) or _download(name, source, searched, explicit)
     paths = _find_files(folder)
-    x_train, y_train, x_test, y_test = (_read(path, source) for path in paths)
+    headers = [_read(path, source, read_idx_header) for path in paths]
     n_classes = len(source.class_names)
-    _check_split(paths[0], x_train, paths[1], y_train, n_classes)
-    _check_split(paths[2], x_test, paths[3], y_test, n_classes)
-    if x_train.shape[1:] != x_test.shape[1:]:
+    _check_split(paths[0], headers[0], paths[1], headers[1])
+    _check_split(paths[2], headers[2], paths[3], headers[3])
+    if headers[0][0][1:] != headers[2][0][1:]:
         raise DatasetError(
-            f"{paths[0]} holds images of shape {x_train.shape[1:]} but {paths[2]} of shape "
-            f"{x_test.shape[1:]}; the files come from different data sets"
+            f"{paths[0]} holds images of shape {headers[0][0][1:]} but {paths[2]} of shape "
+            f"{headers[2][0][1:]}; the files come from different data sets"
         )
+    size = sum(math.prod(shape) for shape, _ in headers)  # uint8 throughout
+    if size > MAX_BYTES:
+        raise DatasetError(f"{folder}: the four files claim {size:,} bytes of data, more than the "
+                           f"{MAX_BYTES:,} a data set may hold here; is it the right folder?")
+    x_train, y_train, x_test, y_test = (_read(path, source, read_idx) for path in paths)
+    _check_labels(paths[1], y_train, n_classes)
+    _check_labels(paths[3], y_test, n_classes)
     return Dataset(
         name=name,
         x_train=x_train.reshape(len(x_train), -1),
@@ -135,10 +154,24 @@ def load_dataset(name: str = "fashion-mnist", data_dir: str | os.PathLike | None
     )
 
 
-def _search_dirs(name: str, data_dir: str | os.PathLike | None) -> list[Path]:
-    roots = [Path(r).expanduser() for r in (data_dir, os.environ.get("FASTSOFTMAX_DATA")) if r]
+def _search_dirs(name: str, data_dir: str | os.PathLike | None) -> tuple[Path | None, list[Path]]:
+    """(the explicit folder or None, the folders to search in order).
+
+    A folder named by data_dir (else $FASTSOFTMAX_DATA) is the only place
+    looked in, as ``<dir>/<name>`` then ``<dir>``: naming one never falls
+    back to another copy elsewhere. Without one: the cache, then the system
+    folder.
+    """
+    root = data_dir if data_dir not in (None, "") else os.environ.get("FASTSOFTMAX_DATA") or None
+    if root is None:
+        return None, [_cache_dir(name), SYSTEM_DIR / name]
+    root = Path(root).expanduser()
+    if root.exists() and not root.is_dir():
+        via = "--data-dir (data_dir)" if data_dir not in (None, "") else "FASTSOFTMAX_DATA"
+        raise DatasetNotFoundError(f"{root} is not a folder; {via} must name the folder that holds "
+                                   f"the four idx files of {name} (or a folder with a {name}/ subfolder)")
     # <root>/<name> first, so that one root can hold several data sets.
-    return [d for root in roots for d in (root / name, root)] + [_cache_dir(name), SYSTEM_DIR / name]
+    return root, [root / name, root]
 
 
 def _cache_dir(name: str) -> Path:
@@ -157,9 +190,13 @@ def _find_files(folder: Path) -> list[Path] | None:
     return None if None in paths else paths
 
 
-def _download(name: str, source: _Source, searched: list[Path]) -> Path:
-    """Download the missing files into the cache and return it, or raise DatasetNotFoundError."""
-    cache = _cache_dir(name)
+def _download(name: str, source: _Source, searched: list[Path], explicit: Path | None) -> Path:
+    """Download the missing files and return their folder, or raise DatasetNotFoundError.
+
+    They go into ``<explicit>/<name>`` when a folder was named (as
+    torchvision's ``root`` does), else into the cache.
+    """
+    cache = _cache_dir(name) if explicit is None else explicit / name
     if os.environ.get("FASTSOFTMAX_NO_DOWNLOAD", "") not in ("", "0"):
         reason = "downloading is disabled (FASTSOFTMAX_NO_DOWNLOAD is set)"
     else:
@@ -172,7 +209,7 @@ def _download(name: str, source: _Source, searched: list[Path]) -> Path:
         except (OSError, ValueError, http.client.HTTPException) as exc:
             reason = f"the download from {source.url} failed: {exc}"
     options = [
-        "pass --data-dir DIR (data_dir=DIR) naming a folder with the four idx files",
+        f"pass --data-dir DIR (data_dir=DIR) naming a folder with the four idx files{' instead' if explicit else ''}",
         "set FASTSOFTMAX_DATA to such a folder",
         *([f"apt-get install {source.apt_package}"] if source.apt_package else []),
         f"connect to the internet and run again (the files are then kept in {cache})",
@@ -188,7 +225,9 @@ def _fetch(url: str, md5: str, dest: Path) -> None:
     """Download url to dest if its md5 matches; dest never holds a partial file."""
     _log.info("downloading %s", url)
     with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as response:
-        data = response.read()
+        data = response.read(MAX_DOWNLOAD + 1)  # a server sending without end cannot fill the memory
+    if len(data) > MAX_DOWNLOAD:
+        raise ValueError(f"{url}: more than {MAX_DOWNLOAD:,} bytes, far more than the file holds")
     digest = hashlib.md5(data, usedforsecurity=False).hexdigest()
     if digest != md5:
         raise ValueError(f"{url}: checksum mismatch (md5 {digest}, expected {md5})")
@@ -196,33 +235,39 @@ def _fetch(url: str, md5: str, dest: Path) -> None:
         f.write(data)
 
 
-def _read(path: Path, source: _Source) -> np.ndarray:
+def _read(path: Path, source: _Source, reader):
     try:
-        return read_idx(path)
+        return reader(path)
     except IdxError as exc:
         if source.apt_package and path.is_relative_to(SYSTEM_DIR):
             raise IdxError(f"{exc}, or reinstall {source.apt_package}") from None
         raise
 
 
-def _check_split(images_path: Path, images: np.ndarray, labels_path: Path, labels: np.ndarray,
-                 n_classes: int) -> None:
-    """Raise DatasetError unless images and labels make one split of a data set."""
-    if images.ndim != 3 or images.dtype != np.uint8:
+def _check_split(images_path: Path, images: tuple, labels_path: Path, labels: tuple) -> None:
+    """Raise DatasetError unless the headers (shape, dtype) of images and labels make one split."""
+    (images_shape, images_dtype), (labels_shape, labels_dtype) = images, labels
+    if len(images_shape) != 3 or images_dtype != np.uint8:
         raise DatasetError(
             f"{images_path}: expected uint8 images of shape (count, rows, columns), "
-            f"found {images.dtype} of shape {images.shape}; is it an images file?"
+            f"found {images_dtype} of shape {images_shape}; is it an images file?"
         )
-    if labels.ndim != 1 or labels.dtype != np.uint8:
+    if len(labels_shape) != 1 or labels_dtype != np.uint8:
         raise DatasetError(
             f"{labels_path}: expected uint8 labels of shape (count,), "
-            f"found {labels.dtype} of shape {labels.shape}; is it a labels file?"
+            f"found {labels_dtype} of shape {labels_shape}; is it a labels file?"
         )
-    if len(labels) != len(images):
+    if labels_shape[0] != images_shape[0]:
         raise DatasetError(
-            f"{labels_path} has {len(labels)} labels but {images_path} has {len(images)} images; "
+            f"{labels_path} has {labels_shape[0]} labels but {images_path} has {images_shape[0]} images; "
             "the files come from different data sets"
         )
+    if 0 in images_shape:
+        raise DatasetError(f"{images_path} holds no images (shape {images_shape}); a split needs at least "
+                           "one image of at least one pixel")
+
+
+def _check_labels(labels_path: Path, labels: np.ndarray, n_classes: int) -> None:
     bad = np.flatnonzero(labels >= n_classes)
     if bad.size:
         raise DatasetError(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .backend import DEVICES
-from .validation import NON_NEGATIVE_INT, NON_NEGATIVE_NUMBER, POSITIVE_INT, POSITIVE_NUMBER, SCHEDULE, Rule
+from .validation import COUNT, NON_NEGATIVE_INT, NON_NEGATIVE_NUMBER, POSITIVE_NUMBER, SCHEDULE, Rule
 
 
 @dataclass(frozen=True)
@@ -28,8 +28,8 @@ class HyperParameter:
 
 
 HYPERPARAMETERS = (
-    HyperParameter("epochs", 15, POSITIVE_INT, "passes over the training data"),
-    HyperParameter("batch_size", 256, POSITIVE_INT, "rows per SGD step; the last batch of an epoch may be smaller"),
+    HyperParameter("epochs", 15, COUNT, "passes over the training data"),
+    HyperParameter("batch_size", 256, COUNT, "rows per SGD step; the last batch of an epoch may be smaller"),
     HyperParameter("lr", 0.5, POSITIVE_NUMBER, "the peak learning rate"),
     HyperParameter("schedule", "cosine", SCHEDULE,
                    "cosine: from lr down to ~0 over the run; constant: lr throughout"),

@@ -101,7 +101,8 @@ def train_epoch(X, y, W, b, *, batch_size, lr, rows=None, seed=None, epoch=0, sc
 
     The rows visited, in order, are either ``rows`` (indices into X, any
     length, repeats allowed) or, given ``seed``, every row of X once in the
-    order NumPy's ``default_rng([seed, epoch])`` shuffles them into. Batch s
+    order of ``fastsoftmax.permutation`` for (seed, epoch), the same on every
+    device and computed where the kernels run. Batch s
     (the last may be partial) steps with the learning rate
     ``schedules.learning_rate(schedule, lr, total_steps, start_step + s)`` in
     W's dtype: W -= rate * (dW + weight_decay * W), b -= rate * db, where dW

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import check_outputs
 from .cli import Parser, positive_int, run_command
 from .datasets import DATASET_NAMES, load_dataset
 from .estimator import SoftmaxRegression
@@ -30,7 +31,9 @@ def build_parser():
     p = Parser(prog=PROG, description="Evaluate a model saved by `fastsoftmax.train --save` and draw what it learned.")
     p.add_argument("--model", metavar="PATH", required=True, help="the .npz file written by train --save")
     p.add_argument("--dataset", choices=DATASET_NAMES, default="fashion-mnist")
-    p.add_argument("--data-dir", metavar="DIR", help="folder with the four idx files (else $FASTSOFTMAX_DATA, the cache, /usr/share/datasets)")
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="the folder with the four idx files, downloaded there if missing (default: "
+                        "$FASTSOFTMAX_DATA, else the cache or /usr/share/datasets)")
     p.add_argument("--n", type=positive_int, default=10, help=f"the first N test images to list and draw (at most {MAX_DRAWN} drawn)")
     p.add_argument("--out", metavar="DIR", default="out", help="folder for the PNGs (default: out)")
     return p
@@ -79,12 +82,16 @@ def print_predictions(y_true, y_pred, proba, names):
         print(f"  {i:5d}  {names[true]:<{width}} -> {names[pred]:<{width}} ({proba[i, pred]:.2f}){mark}")
 
 
+def figure_paths(out):
+    return [Path(out) / name for name in ("predictions.png", "weights.png", "confusion.png")]
+
+
 def draw(model, data, y_pred, counts, n, out):
     """The three PNGs in out; returns their paths."""
     # Imported here: matplotlib loads only when there is something to draw.
     from .plots import plot_confusion, plot_predictions, plot_weights
 
-    paths = [Path(out) / name for name in ("predictions.png", "weights.png", "confusion.png")]
+    paths = figure_paths(out)
     accuracy = np.trace(counts) / counts.sum()
     n = min(n, MAX_DRAWN)
     images = "the first test image" if n == 1 else f"the first {n} test images"
@@ -98,6 +105,7 @@ def draw(model, data, y_pred, counts, n, out):
 
 
 def run(args):
+    check_outputs(("--out", path) for path in figure_paths(args.out))  # an unwritable --out fails before any work
     model = SoftmaxRegression.load(args.model)  # a bad model file fails before the data loads
     data = load_dataset(args.dataset, args.data_dir)
     check_fits(model, data, args.model)

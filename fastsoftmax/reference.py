@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .permutation import halves, permute, round_keys
 from .schedules import kind_of, learning_rate
 
 
@@ -52,6 +53,12 @@ def accuracy(scores, y):
 def learning_rates(schedule, lr, total_steps, start_step, steps):
     """The float64 rates of `steps` SGD steps from start_step (schedules.learning_rate by name)."""
     return np.array([learning_rate(kind_of(schedule), lr, total_steps, start_step + s) for s in range(steps)])
+
+
+def permutation(n, seed, epoch):
+    """The rows in the order epoch `epoch` of a run seeded `seed` visits them (fastsoftmax/permutation.py)."""
+    keys = round_keys(seed, epoch)
+    return np.array([permute(i, n, *halves(n), *keys) for i in range(n)], dtype=np.int64)
 
 
 def train_epoch(X, y, order, W, b, lrs, batch_size, *, x_scale=1.0, weight_decay=0.0):

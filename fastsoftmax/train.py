@@ -1,12 +1,14 @@
 """Train softmax regression on an idx data set: ``python -m fastsoftmax.train``.
 
 Prints one line per epoch and a summary; --save, --json and --plot write the
-model, the results and the training curves (each file atomically). Bad input
-ends with one line on stderr and exit status 2 (usage) or 1 (data, device).
+model, the results and the training curves (each file atomically, each path
+checked before training starts). Bad input ends with one line on stderr and
+exit status 2 (usage) or 1 (data, device, outputs, divergence).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
 import sys
@@ -14,88 +16,162 @@ import time
 
 from tqdm import tqdm
 
-from .atomic import atomic_write
+from .atomic import atomic_write, check_outputs, exclusive
 from .backend import device_name, resolve_device
-from .cli import Parser, add_hyperparameters, run_command
+from .cli import Explicit, Parser, add_hyperparameters, given, run_command
 from .datasets import DATASET_NAMES, load_dataset
-from .estimator import SoftmaxRegression
+from .estimator import SoftmaxRegression, TrainingDivergedError
 from .hyperparameters import HYPERPARAMETERS
 
 PROG = "python -m fastsoftmax.train"
+STDOUT = ("-", "/dev/stdout")  # --json to standard output
+# What --resume keeps: each changes the steps already taken (or, for the seed,
+# the order of the rows), so a resumed run would not be the run it continues.
+KEPT_ON_RESUME = ("batch_size", "lr", "schedule", "weight_decay", "seed")
 
 
 def build_parser():
     p = Parser(prog=PROG, description="Train softmax regression (multinomial logistic regression) on an idx data set.")
-    p.add_argument("--dataset", choices=DATASET_NAMES, default="fashion-mnist")
-    p.add_argument("--data-dir", metavar="DIR", help="folder with the four idx files (else $FASTSOFTMAX_DATA, the cache, /usr/share/datasets)")
+    p.add_argument("--dataset", choices=DATASET_NAMES, default="fashion-mnist", action=Explicit)
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="the folder with the four idx files, downloaded there if missing (default: "
+                        "$FASTSOFTMAX_DATA, else the cache or /usr/share/datasets)")
     add_hyperparameters(p, HYPERPARAMETERS)  # --epochs, --lr, --device, ...: SoftmaxRegression's own
     p.add_argument("--save", metavar="PATH", help="save the model (.npz), also after every epoch")
-    p.add_argument("--resume", metavar="PATH", help="continue a run from a model saved with --save (same flags)")
+    p.add_argument("--resume", metavar="PATH",
+                   help="continue a run from a model saved with --save (flags left out keep the run's values)")
     p.add_argument("--plot", metavar="PATH", help="save the training curves as a PNG")
-    p.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    p.add_argument("--json", metavar="PATH", help="write the results as JSON ('-': standard output)")
     p.add_argument("--quiet", action="store_true", help="print the summary only")
     return p
 
 
-def run(args):
-    params = {p.name: getattr(args, p.name) for p in HYPERPARAMETERS if p.flag}
+def check_output_flags(args):
+    """Before any work: OutputError naming the flag unless every output path can be written."""
+    json_file = None if args.json in STDOUT else args.json
+    check_outputs((("--save", args.save), ("--json", json_file), ("--plot", args.plot)))
+
+
+def resumed_model(args):
+    """The model of --resume, its flags checked against the saved run's, and the data set's name."""
+    model = SoftmaxRegression.load(args.resume)
+    saved, typed = model.get_params(), given(args)
+    changed = [name for name in KEPT_ON_RESUME if name in typed and getattr(args, name) != saved[name]]
+    dataset = model.dataset_ or args.dataset  # files of format /1 do not name it
+    if "dataset" in typed and args.dataset != dataset:
+        changed.append("dataset")
+        saved["dataset"] = dataset
+    if changed:
+        def flags(values):
+            return ", ".join(f"--{n.replace('_', '-')} {values[n]}" for n in changed)
+
+        raise ValueError(f"{args.resume} was trained with {flags(saved)}; resuming with "
+                         f"{flags(vars(args))} would change the steps already taken: leave those flags out, "
+                         "or start a new run")
+    epochs = args.epochs if "epochs" in typed else saved["epochs"]
+    if epochs != saved["epochs"] and saved["schedule"] != "constant":
+        raise ValueError(f"{args.resume} follows a {saved['schedule']} schedule over {saved['epochs']} epochs; "
+                         f"--epochs {epochs} would change the learning rate of every step: resume with "
+                         f"--epochs {saved['epochs']} (or leave it out); only a constant schedule can be extended")
+    model.set_params(epochs=epochs, device=args.device, warm_start=True)
+    return model, dataset
+
+
+def run(args, checkpoint):
+    json_to_stdout = args.json in STDOUT
+    out = sys.stderr if json_to_stdout else sys.stdout  # --json -: standard output holds just the JSON
+    check_output_flags(args)
     if args.resume:  # warm_start resumes the schedule after the epochs already in history_
-        model = SoftmaxRegression.load(args.resume).set_params(**params, warm_start=True)
+        model, dataset = resumed_model(args)
     else:
-        model = SoftmaxRegression(**params)
+        model = SoftmaxRegression(**{p.name: getattr(args, p.name) for p in HYPERPARAMETERS if p.flag})
+        dataset = args.dataset
     done = len(getattr(model, "history_", []))
-    if done >= args.epochs:
+    if done >= model.epochs:
         raise ValueError(f"{args.resume} has already trained {done} epochs; ask for more with --epochs")
     device = resolve_device(args.device)  # fail on a missing GPU before loading data
-    data = load_dataset(args.dataset, args.data_dir)
-    say = (lambda line: None) if args.quiet else tqdm.write
+    # One run at a time writes a checkpoint: two would interleave their epochs in one file.
+    with exclusive(args.save, "--save") if args.save else contextlib.nullcontext():
+        data = load_dataset(dataset, args.data_dir)
+        result = train(args, model, data, device, done, out, checkpoint)
+    write_outputs(args, model, data, device, result, json_to_stdout)
+
+
+def train(args, model, data, device, done, out, checkpoint):
+    say = (lambda line: None) if args.quiet else (lambda line: tqdm.write(line, file=out))
     say(f"{data.name}: {len(data.x_train)} train / {len(data.x_test)} test images from {data.source}; "
         f"device {device_name(device)}")
-
     if done:
         say(f"resuming from {args.resume} after epoch {done}")
-    bar = tqdm(total=args.epochs, initial=done, unit="epoch", leave=False, disable=True if args.quiet else None)
+    bar = tqdm(total=model.epochs, initial=done, unit="epoch", leave=False, disable=True if args.quiet else None)
 
     def report(model, record):
-        say(f"epoch {record['epoch']}/{args.epochs}  loss {record['loss']:.4f}  "
+        say(f"epoch {record['epoch']}/{model.epochs}  loss {record['loss']:.4f}  "
             f"train acc {record['train_acc']:.4f}  test acc {record['test_acc']:.4f}  "
             f"({record['seconds']:.2f} s)")
         bar.update()
         if args.save:  # a checkpoint per epoch: an interrupted run loses one epoch at most
-            model.save(args.save)
+            model.save(args.save, dataset=data.name)
+            checkpoint["epoch"] = record["epoch"]
 
     start = time.perf_counter()
-    with bar:
-        model.fit(data.x_train, data.y_train, eval_set=(data.x_test, data.y_test), callback=report)
+    try:
+        with bar:
+            # The data set's classes, not just the labels present: train, the saved model and predict agree.
+            model.fit(data.x_train, data.y_train, eval_set=(data.x_test, data.y_test), callback=report,
+                      classes=data.classes)
+    except TrainingDivergedError as e:
+        kept = f"; the last finite epoch ({checkpoint['epoch']}) is in {args.save}" if "epoch" in checkpoint else ""
+        raise ValueError(f"training diverged in epoch {e.epoch}: {e.what} (--lr {e.lr}, "
+                         f"--weight-decay {e.weight_decay}); try a smaller --lr or "
+                         f"--weight-decay{kept}") from None
     seconds = time.perf_counter() - start
     ran = model.history_[done:]
-    train_seconds = sum(r["train_seconds"] for r in ran)
     # The median epoch: the first one also compiles (or loads) the kernels.
     epoch_seconds = statistics.median(r["train_seconds"] for r in ran)
-    rate = len(data.x_train) / epoch_seconds
     last = model.history_[-1]
     print(f"test accuracy {last['test_acc']:.4f}  train accuracy {last['train_acc']:.4f}  |  "
           f"{len(ran)} epochs in {seconds:.2f} s (median epoch {epoch_seconds * 1e3:.1f} ms, "
-          f"{rate:,.0f} examples/s)  |  device {device_name(device)}")
+          f"{len(data.x_train) / epoch_seconds:,.0f} examples/s)  |  device {device_name(device)}", file=out)
+    return {"dataset": data.name, "device": device, "device_name": device_name(device),
+            "test_acc": last["test_acc"], "train_acc": last["train_acc"], "loss": last["loss"],
+            "seconds": seconds, "train_seconds": sum(r["train_seconds"] for r in ran),
+            "median_epoch_seconds": epoch_seconds, "examples_per_second": len(data.x_train) / epoch_seconds,
+            "params": model.get_params(), "history": model.history_}
 
+
+def write_outputs(args, model, data, device, result, json_to_stdout):
+    """--json and --plot, each tried whatever became of the other; one error naming all that failed."""
+    failed = []
     if args.json:
-        result = {"dataset": data.name, "device": device, "device_name": device_name(device),
-                  "test_acc": last["test_acc"], "train_acc": last["train_acc"], "loss": last["loss"],
-                  "seconds": seconds, "train_seconds": train_seconds, "median_epoch_seconds": epoch_seconds,
-                  "examples_per_second": rate,
-                  "params": model.get_params(), "history": model.history_}
-        with atomic_write(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+        try:
+            if json_to_stdout:
+                json.dump(result, sys.stdout, indent=2)
+                sys.stdout.write("\n")
+            else:
+                with atomic_write(args.json, "w") as f:
+                    json.dump(result, f, indent=2)
+        except (OSError, ValueError) as e:
+            failed.append(f"--json {args.json}: {e}")
     if args.plot:
         from .plots import plot_history  # matplotlib only when asked for
 
-        plot_history(model.history_, args.plot, title=f"{data.name}, {device_name(device)}")
+        try:
+            plot_history(model.history_, args.plot, title=f"{data.name}, {device_name(device)}")
+        except (OSError, ValueError) as e:
+            failed.append(f"--plot {args.plot}: {e}")
+    if failed:
+        raise OSError("; ".join(failed))
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    interrupted = f"; the last finished epoch is in {args.save}" if args.save else ""
-    return run_command(PROG, run, args, interrupted)
+    checkpoint = {}  # "epoch": the last one --save wrote in this run
+
+    def interrupted():
+        return f"; the last finished epoch ({checkpoint['epoch']}) is in {args.save}" if checkpoint else ""
+
+    return run_command(PROG, lambda args: run(args, checkpoint), args, interrupted)
 
 
 if __name__ == "__main__":

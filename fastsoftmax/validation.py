@@ -95,10 +95,67 @@ def check_scale(x_scale):
     return x_scale
 
 
+def check_finite(a, name, xp):
+    """ValueError naming `name` if the float array a holds NaN or inf (integer arrays always pass).
+
+    One pass over a, once per public call: the training loop never repeats it.
+    """
+    if a.dtype.kind == "f" and not bool(xp.isfinite(a).all()):
+        where = xp.argwhere(~xp.isfinite(a))[0]
+        raise ValueError(f"{name} holds NaN or inf (first at index {tuple(int(i) for i in where)}); "
+                         "replace or drop those values before fitting")
+    return a
+
+
+# Limits that keep every count the kernels take a safe integer and every model
+# a sane size. The CUDA kernels take row counts, batch sizes and the step within
+# an epoch as int32, so epochs and batches stay below 2**31; a run's step count
+# (epochs * steps per epoch < 2**62) then fits the int64 both backends use.
+MAX_INT32 = 2**31 - 1
+# A class is one row of the model: 2**20 classes of 784 features is 3.2 GB of
+# float32 weights, more than any data set this package reads needs, and the
+# point past which a label is far likelier a mistake (an id, a hash) than a class.
+MAX_CLASSES = 2**20
+MAX_MODEL_BYTES = 2**31  # the float32 weights of k classes x d features, 2 GiB
+
+
+def check_classes(classes, labels_max=None):
+    """The class count of `classes`: an int k >= 2 or the labels 0..k-1 as a sequence.
+
+    Classes are the integer labels 0..k-1 (y holds indices into them).
+    """
+    if isinstance(classes, (int, np.integer)) and not isinstance(classes, (bool, np.bool_)):
+        k = int(classes)
+    else:
+        try:
+            values = np.asarray(classes)
+        except (TypeError, ValueError):  # ragged or otherwise not an array
+            values = None
+        if values is None or values.ndim != 1 or values.dtype.kind not in "iu" or not np.array_equal(
+                values, np.arange(len(values))):
+            raise ValueError(f"classes must be a class count k or the labels 0..k-1, got {classes!r:.80}")
+        k = len(values)
+    if not 2 <= k <= MAX_CLASSES:
+        raise ValueError(f"classes must number between 2 and {MAX_CLASSES}, got {k}")
+    return k
+
+
+def check_model_size(n_classes, n_features, source):
+    """ValueError naming `source` (what set the class count) if the weights would be absurdly large."""
+    size = n_classes * n_features * 4
+    if n_classes > MAX_CLASSES or size > MAX_MODEL_BYTES:
+        raise ValueError(
+            f"{source} make a model of {n_classes:,} classes x {n_features:,} features "
+            f"({size / 2**30:,.1f} GiB of weights; at most {MAX_CLASSES:,} classes and "
+            f"{MAX_MODEL_BYTES / 2**30:.0f} GiB); labels must be class indices 0..k-1"
+        )
+
+
 @dataclass(frozen=True)
 class Rule:
     """What a scalar option must be: an integer or a finite real number at or
-    above `low` (above it when `strict`), one of `choices`, or a bool.
+    above `low` (above it when `strict`) and at most `high`, one of `choices`,
+    or a bool.
 
     ``check`` serves the Python API (the message names the argument),
     ``parse`` the command lines (the message quotes the text typed).
@@ -108,6 +165,7 @@ class Rule:
     low: float | None = None
     strict: bool = False
     choices: tuple = ()
+    high: int | None = None
 
     def __str__(self):
         if self.choices:
@@ -115,7 +173,8 @@ class Rule:
         if self.kind is bool:
             return "True or False"
         if self.kind is int:
-            return "an integer" + ("" if self.low is None else f" {'>' if self.strict else '>='} {self.low}")
+            low = "" if self.low is None else f" {'>' if self.strict else '>='} {self.low}"
+            return "an integer" + low + ("" if self.high is None else f" and <= {self.high}")
         if self.low is None:
             return "a finite number"
         return f"a {'positive' if self.strict else 'non-negative'} finite number"
@@ -129,6 +188,8 @@ class Rule:
         if not isinstance(value, numbers) or isinstance(value, (bool, np.bool_)):
             return False
         if self.kind is not int and not math.isfinite(float(value)):
+            return False
+        if self.high is not None and value > self.high:
             return False
         return self.low is None or value > self.low or (value == self.low and not self.strict)
 
@@ -151,6 +212,7 @@ class Rule:
 
 POSITIVE_INT = Rule(int, low=1)
 NON_NEGATIVE_INT = Rule(int, low=0)
+COUNT = Rule(int, low=1, high=MAX_INT32)  # epochs, batch_size: int32 in the kernels
 POSITIVE_NUMBER = Rule(float, low=0, strict=True)
 NON_NEGATIVE_NUMBER = Rule(float, low=0)
 SCHEDULE = Rule(str, choices=SCHEDULES)

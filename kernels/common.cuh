@@ -167,3 +167,30 @@ __device__ T block_sum(T v, T* red) {
     __syncthreads();  // red may be reused right after
     return total;
 }
+
+// All blocks of a cooperative launch (every block resident) meet here: the
+// pattern of cooperative_groups' grid.sync(), written out because NVRTC builds
+// these sources without the CUDA headers. barrier[0] counts the arrivals,
+// barrier[1] is the generation; the host zeroes both once, and they are left
+// ready for the next use. Thread 0 of a block arrives for it: its fence before
+// the arrival publishes the block's writes, its fence after the wait makes the
+// other blocks' writes visible (it also invalidates the SM's L1), and the
+// block barriers around pass that on to the block's other threads.
+__device__ void grid_barrier(unsigned* barrier) {
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        volatile unsigned* generation = barrier + 1;
+        const unsigned seen = *generation;
+        __threadfence();
+        if (atomicAdd(barrier, 1u) == gridDim.x - 1) {  // the last to arrive opens the next generation
+            atomicExch(barrier, 0u);
+            __threadfence();
+            atomicAdd(barrier + 1, 1u);
+        } else {
+            while (*generation == seen) __nanosleep(64);
+        }
+        __threadfence();
+    }
+    __syncthreads();
+}
+

@@ -49,12 +49,17 @@ def instantiations(k: int) -> dict[str, list[str]]:
             template_id("linear_softmax", w, x, k, v) for w in W_TYPES for x in X_TYPES for v in VECTOR_WIDTHS
         ],
         "linear_softmax_cross_entropy": [
-            template_id("linear_softmax_cross_entropy", w, x, k, g)
+            template_id(kernel, w, x, k, g)
+            for kernel in ("linear_softmax_cross_entropy", "sgd_epoch")
             for w in W_TYPES
             for x in X_TYPES
             for g in TRAIN_GROUP_SIZES
         ]
         + [template_id("reduce_partials", w) for w in W_TYPES],
+        "shuffle": ["shuffle_rows"],
+        "softmax_rows": [
+            template_id(kernel, w) for kernel in ("softmax_rows", "softmax_rows_gradient") for w in W_TYPES
+        ],
         "softmax_cross_entropy": [template_id("softmax_cross_entropy", w, k) for w in W_TYPES]
         + [template_id("mean_of_partials", w) for w in W_TYPES],
         "accuracy": [template_id("count_correct", w, k) for w in W_TYPES],

@@ -5,6 +5,7 @@ from here as ``from kernelcases import SHAPES, check_all_kernels, make_problem``
 """
 
 import numpy as np
+import pytest
 
 import fastsoftmax as fs
 from fastsoftmax import reference as ref
@@ -68,3 +69,18 @@ def check_all_kernels(xp, X, W, b, y, x_scale):
     assert_close(dlogits, r_dlogits, w_dtype)
 
     assert fs.accuracy(xp.asarray(logits), yd) == ref.accuracy(logits, y)
+
+
+def fit_on_both_devices(cp, X, y, eval_set=None, **params):
+    """SoftmaxRegression fitted on the CPU and on the CUDA backend (cp: cupy or the
+    stand-in), checked to agree to float32 rounding; returns (cpu, gpu)."""
+    cpu = fs.SoftmaxRegression(device="cpu", **params).fit(X, y, eval_set=eval_set)
+    gpu = fs.SoftmaxRegression(device="cuda", **params).fit(X, y, eval_set=eval_set)
+    assert isinstance(gpu.coef_, np.ndarray)  # fitted state lives on the host, as in scikit-learn
+    np.testing.assert_allclose(gpu.coef_, cpu.coef_, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(gpu.intercept_, cpu.intercept_, rtol=1e-4, atol=1e-5)
+    for got, want in zip(gpu.history_, cpu.history_):
+        assert got["loss"] == pytest.approx(want["loss"], rel=1e-4)
+    np.testing.assert_array_equal(to_numpy(gpu.predict(cp.asarray(X))), cpu.predict(X))
+    return cpu, gpu
+

@@ -13,6 +13,7 @@ of tests/cudaemu (the same kernels/*.cu, compiled with g++):
 - in emulation, a bug planted in a kernel makes the shared cases fail.
 """
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -23,7 +24,7 @@ from conftest import REAL_GPU
 from fastsoftmax.kernels import geometry
 from fastsoftmax.kernels import source as cuda_source
 from idxdata import write_idx
-from kernelcases import check_all_kernels, make_problem
+from kernelcases import check_all_kernels, fit_on_both_devices, make_problem
 
 import fastsoftmax as fs
 from fastsoftmax import reference as ref
@@ -173,18 +174,10 @@ def test_training_is_bit_reproducible(cupy_module):
 @pytest.mark.cuda
 def test_estimator_on_cuda_matches_the_cpu(cupy_module):
     X, _, _, y, _ = make_problem(300, 20, 4, np.uint8, np.float32, seed=7)
-    params = dict(epochs=3, batch_size=64, lr=0.1)
-    cpu = fs.SoftmaxRegression(device="cpu", **params).fit(X, y)
-    gpu = fs.SoftmaxRegression(device="cuda", **params).fit(X, y, eval_set=(X[:50], y[:50]))
-    assert isinstance(gpu.coef_, np.ndarray)  # fitted state lives on the host, as in scikit-learn
-    np.testing.assert_allclose(gpu.coef_, cpu.coef_, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(gpu.intercept_, cpu.intercept_, rtol=1e-4, atol=1e-5)
-    for got, want in zip(gpu.history_, cpu.history_):
-        assert got["loss"] == pytest.approx(want["loss"], rel=1e-4)
+    cpu, gpu = fit_on_both_devices(cupy_module, X, y, eval_set=(X[:50], y[:50]), epochs=3, batch_size=64, lr=0.1)
+    assert [r["test_acc"] for r in gpu.history_] == [r["test_acc"] for r in cpu.history_]
     Xd = cupy_module.asarray(X)
-    predicted = gpu.predict(Xd)
-    assert type(predicted) is type(Xd)  # arrays of the input's kind
-    np.testing.assert_array_equal(predicted.get(), cpu.predict(X))
+    assert type(gpu.predict(Xd)) is type(Xd)  # arrays of the input's kind
     assert gpu.score(Xd, cupy_module.asarray(y)) == pytest.approx(cpu.score(X, y))
 
 
@@ -256,3 +249,60 @@ def test_a_planted_kernel_bug_fails_the_shared_cases(cupy_module, monkeypatch, f
             check_all_kernels(cupy_module, *make_problem(300, 33, 10, np.float32, np.float32, seed=9))
     finally:
         cuda._compiled.cache_clear()
+
+
+# ---- the GPU epoch's budget: launches, barriers and synchronisations ----
+
+
+def fit_costs(cp, epochs, **fit_args):
+    """The stand-in's counters after a fit of `epochs` epochs (fresh model, fixed data)."""
+    X, _, _, y, _ = make_problem(500, 20, 4, np.uint8, np.float32, seed=7)
+    cp.counters.reset()
+    fs.SoftmaxRegression(device="cuda", epochs=epochs, batch_size=64).fit(X, y, **fit_args).history_
+    return dataclasses.asdict(cp.counters)
+
+
+def per_epoch(cp, **fit_args):
+    """What one more epoch costs: the difference between fits of 5 and 2 epochs, over 3."""
+    five, two = fit_costs(cp, 5, **fit_args), fit_costs(cp, 2, **fit_args)
+    return {name: (five[name] - two[name]) / 3 for name in ("launches", "graph_launches", "host_to_device", "syncs")}
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(REAL_GPU, reason="counts the stand-in's launches and synchronisations")
+def test_a_gpu_epoch_is_two_launches_and_one_sync(cupy_module):
+    """No host work inside an epoch: the order is written on the device, the
+    weights stay there, and the host reads the epoch's loss and hits at once."""
+    cost = per_epoch(cupy_module)
+    assert cost == {"launches": 2, "graph_launches": 0, "host_to_device": 0, "syncs": 1}
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(REAL_GPU, reason="counts the stand-in's launches and synchronisations")
+def test_an_eval_set_adds_one_sync_and_a_callback_only_what_it_reads(cupy_module):
+    X_eval, _, _, y_eval, _ = make_problem(100, 20, 4, np.uint8, np.float32, seed=8)
+    with_eval = per_epoch(cupy_module, eval_set=(X_eval, y_eval))
+    assert with_eval == {"launches": 4, "graph_launches": 0, "host_to_device": 0, "syncs": 2}
+    quiet = per_epoch(cupy_module, callback=lambda model, record: None)
+    assert quiet["syncs"] == 1  # a callback that does not read the weights costs nothing
+    reading = per_epoch(cupy_module, callback=lambda model, record: model.coef_.sum())
+    assert reading["syncs"] == 2 and reading["host_to_device"] == 0  # the weights, copied because asked
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(REAL_GPU, reason="reads the emulated grid barrier's generation word")
+def test_an_epoch_is_one_launch_of_two_grid_barriers_a_step(cupy_module):
+    from fastsoftmax import cuda
+
+    X, W, b, y, x_scale = make_problem(300, 12, 3, np.float32, np.float32, seed=3)
+    Xd, yd, Wd, bd = (cupy_module.asarray(a) for a in (X, y, W, b))
+
+    def epoch():
+        fs.train_epoch(Xd, yd, Wd, bd, seed=1, epoch=0, batch_size=64, lr=0.1, check_input=False)
+
+    epoch()  # sets up the launch, whose buffers the next epoch reuses
+    (launch,) = [e for key, e in cuda._EPOCHS.items() if key[1:] == (300, 64, "<f4", (3, 12), "<f4")]
+    generation, launches = int(launch.barrier[1]), cupy_module.counters.launches
+    epoch()
+    assert cupy_module.counters.launches - launches == 2  # the epoch's order, then every step
+    assert int(launch.barrier[1]) - generation == 2 * 5  # 5 steps of 64 rows, two grid barriers each

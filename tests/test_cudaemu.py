@@ -5,14 +5,14 @@ of the project.
 All test kernels live in one source (one g++ compile, ~1 s, cached on disk).
 """
 
+import contextlib
 import re
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-from cudaemu import KernelFault, allocate, load_module
+from cudaemu import KernelFault, allocate, compiler, load_module, standin_cupy
 
 SOURCE = r"""
 constexpr int N = 256;
@@ -308,3 +308,306 @@ def test_project_count_correct():
     count, bs, by = device(np.zeros(1, np.uint64)), device(scores), device(y)
     f.launch((-(-n // 256), 1, 1), (256, 1, 1), 0, [bs.ptr, by.ptr, np.int32(n), count.ptr])
     assert count.view(np.uint64)[0] == (scores.argmax(1) == y).sum()
+
+
+# ---- cooperative launches: every block resident at once, grid barriers ----
+
+COOP_SOURCE = r"""
+// The reference grid barrier for cooperative launches (the project's own goes in
+// kernels/common.cuh). counter: a device word zeroed before the launch (or left
+// by a previous launch of the same grid: a multiple of the block count). It
+// counts arrivals over the whole launch, so barrier k completes at k * blocks.
+__device__ void grid_barrier(unsigned* counter) {
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        const unsigned blocks = gridDim.x * gridDim.y * gridDim.z;
+        __threadfence();  // this block's writes before its arrival
+        const unsigned goal = (atomicAdd(counter, 1u) / blocks + 1) * blocks;
+        while (*static_cast<volatile unsigned*>(counter) < goal) __nanosleep(100);
+        __threadfence();  // the other blocks' writes after their arrival
+    }
+    __syncthreads();
+}
+
+// `rounds` times: block b writes slot (b, t), all blocks meet, each thread sums
+// slot (j, t) of every block j, all meet again before the next round overwrites.
+template <bool SYNC>
+__global__ void exchange(unsigned* slots, unsigned* out, unsigned* counter, int rounds) {
+    const unsigned t = threadIdx.x, b = blockIdx.x;
+    unsigned acc = 0;
+    for (int r = 0; r < rounds; ++r) {
+        slots[b * blockDim.x + t] = (r + 1) * (b + 1) + t;
+        if (SYNC) grid_barrier(counter);
+        for (unsigned j = 0; j < gridDim.x; ++j) acc += slots[j * blockDim.x + t];
+        if (SYNC) grid_barrier(counter);
+    }
+    out[b * blockDim.x + t] = acc;
+}
+
+// Each block writes its index into its dynamic shared memory, meets the others
+// and reads it back (+1000 if that memory was not the poison at first).
+__global__ void own_shared(unsigned* out, unsigned* counter) {
+    DYNAMIC_SHARED_MEMORY(smem);
+    unsigned* s = reinterpret_cast<unsigned*>(smem);
+    const unsigned before = s[threadIdx.x];
+    s[threadIdx.x] = blockIdx.x;
+    grid_barrier(counter);
+    out[blockIdx.x * blockDim.x + threadIdx.x] = s[(threadIdx.x + 1) % blockDim.x] + (before == 0xFFFFFFFFu ? 0 : 1000);
+}
+
+// block `quitter` returns while the others wait for it at the grid barrier
+__global__ void early_return(unsigned* counter, int quitter) {
+    if (int(blockIdx.x) == quitter) return;
+    grid_barrier(counter);
+}
+
+// thread 0 of block `slow` computes for `ns` nanoseconds (no sleep, no barrier) while the others wait for it
+__global__ void slow_block(unsigned* counter, int slow, long long ns) {
+    if (int(blockIdx.x) == slow && threadIdx.x == 0) {
+        const long long start = clock64();
+        while (clock64() - start < ns) {}
+    }
+    grid_barrier(counter);
+}
+
+// block 1 reads far past x while the others wait at the grid barrier
+__global__ void fault_while_waiting(const float* x, long long far, unsigned* counter, float* out) {
+    if (blockIdx.x == 1) out[threadIdx.x] = x[far + threadIdx.x];
+    grid_barrier(counter);
+}
+
+// after the grid barrier, half of block 2 returns before a __syncthreads
+__global__ void coop_half_barrier(unsigned* counter) {
+    grid_barrier(counter);
+    if (blockIdx.x == 2 && threadIdx.x >= 32) return;
+    __syncthreads();
+}
+
+// block barriers and warp shuffles of blocks that run at once stay apart
+__global__ void block_counts(const int* __restrict__ pred, int* __restrict__ out, unsigned* counter) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    grid_barrier(counter);
+    const int c = __syncthreads_count(pred[i]);
+    int v = pred[i];
+    for (int off = 16; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
+    out[2 * i] = c;
+    out[2 * i + 1] = v;
+}
+
+// block 1 writes `bytes` bytes of its dynamic shared memory after the grid barrier
+__global__ void fill_shared(int bytes, unsigned* counter) {
+    DYNAMIC_SHARED_MEMORY(dyn);
+    grid_barrier(counter);
+    if (blockIdx.x == 1)
+        for (int i = threadIdx.x; i < bytes; i += blockDim.x) dyn[i] = 0;
+}
+"""
+COOP_EXPRS = [
+    "exchange<true>",
+    "exchange<false>",
+    "own_shared",
+    "early_return",
+    "slow_block",
+    "fault_while_waiting",
+    "coop_half_barrier",
+    "block_counts",
+    "fill_shared",
+]
+BLOCKS, THREADS = 4, 64
+
+
+@pytest.fixture(scope="module")
+def coop():
+    """The cooperative kernels: a module without static shared memory (named as
+    standin_cupy.RawModule names it, so the stand-in's tests share the compile)."""
+    return load_module(COOP_SOURCE, COOP_EXPRS, name=COOP_EXPRS[0].split("<")[0])
+
+
+@pytest.fixture
+def quick_watchdog(monkeypatch):
+    """A hang fails after 0.5 s of spinning (the default is 2 s)."""
+    monkeypatch.setattr(compiler, "SPIN_TIMEOUT_S", 0.5)
+
+
+def coop_run(mod, expr, args, shared=0, grid=BLOCKS, block=THREADS, cooperative=True):
+    mod.get_function(expr).launch((grid, 1, 1), (block, 1, 1), shared, args, cooperative=cooperative)
+
+
+def counter():
+    return device(np.zeros(1, np.uint32))
+
+
+def exchange_expected(rounds, blocks=BLOCKS, threads=THREADS):
+    t = np.arange(threads, dtype=np.uint64)
+    per_thread = sum((r + 1) * (j + 1) + t for r in range(rounds) for j in range(blocks))
+    return np.tile(per_thread, blocks).astype(np.uint32)
+
+
+def test_cooperative_grid_barrier_exchanges_between_blocks(coop):
+    slots, out, c = allocate(BLOCKS * THREADS * 4), allocate(BLOCKS * THREADS * 4), counter()
+    coop_run(coop, "exchange<true>", [slots.ptr, out.ptr, c.ptr, np.int32(3)])
+    np.testing.assert_array_equal(out.view(np.uint32), exchange_expected(3))
+    assert c.view(np.uint32)[0] == 2 * 3 * BLOCKS  # every block passed 6 barriers
+    # the counter left by a launch (a multiple of the grid) serves the next one
+    coop_run(coop, "exchange<true>", [slots.ptr, out.ptr, c.ptr, np.int32(1)])
+    np.testing.assert_array_equal(out.view(np.uint32), exchange_expected(1))
+
+
+def test_cooperative_without_grid_barrier_reads_poison(coop):
+    """Blocks start last first, each alone until it returns or sleeps: the
+    last block reads the others' slots before they write them, every time."""
+    slots, out, c = allocate(BLOCKS * THREADS * 4), allocate(BLOCKS * THREADS * 4), counter()
+    for _ in range(3):
+        slots.array[:] = 0xFF
+        coop_run(coop, "exchange<false>", [slots.ptr, out.ptr, c.ptr, np.int32(1)])
+        got = out.view(np.uint32).reshape(BLOCKS, THREADS)
+        expected = exchange_expected(1).reshape(BLOCKS, THREADS)
+        assert (got[-1] != expected[-1]).all()
+
+
+def test_cooperative_blocks_have_their_own_dynamic_shared_memory(coop):
+    out, c = allocate(BLOCKS * THREADS * 4), counter()
+    coop_run(coop, "own_shared", [out.ptr, c.ptr], shared=THREADS * 4)
+    np.testing.assert_array_equal(out.view(np.uint32).reshape(BLOCKS, THREADS), np.arange(BLOCKS)[:, None].repeat(THREADS, 1))
+
+
+def test_cooperative_block_barriers_and_shuffles_per_block(coop):
+    pred = np.random.default_rng(4).integers(0, 2, BLOCKS * THREADS).astype(np.int32)
+    bp, out, c = device(pred), allocate(2 * pred.nbytes), counter()
+    coop_run(coop, "block_counts", [bp.ptr, out.ptr, c.ptr])
+    got = out.view(np.int32).reshape(BLOCKS, THREADS, 2)
+    np.testing.assert_array_equal(got[..., 0], pred.reshape(BLOCKS, THREADS).sum(1, keepdims=True).repeat(THREADS, 1))
+    warps = pred.reshape(-1, 32).sum(1, keepdims=True).repeat(32, 1)
+    np.testing.assert_array_equal(got[..., 1].reshape(-1, 32), warps)
+
+
+def test_grid_barrier_some_block_never_reaches_fails_without_burning_cpu(coop, quick_watchdog):
+    c = counter()
+    wall, cpu = time.monotonic(), time.process_time()
+    with pytest.raises(KernelFault, match=r"early_return: hang: .*block 0 spins at line \d+ .*block 2 returned"):
+        coop_run(coop, "early_return", [c.ptr, np.int32(2)])
+    wall, cpu = time.monotonic() - wall, time.process_time() - cpu
+    assert 0.5 <= wall < 5
+    assert cpu < 0.5 * wall, f"{cpu:.2f} s of CPU in {wall:.2f} s: the spinners should sleep"
+    c.view(np.uint32)[0] = 0
+    coop_run(coop, "early_return", [c.ptr, np.int32(BLOCKS)])  # nobody quits: fine, and the process survives
+
+
+def test_grid_barrier_in_a_launch_that_is_not_cooperative_fails(coop, quick_watchdog):
+    slots, out, c = allocate(BLOCKS * THREADS * 4), allocate(BLOCKS * THREADS * 4), counter()
+    start = time.monotonic()
+    with pytest.raises(KernelFault, match="hang: .*not cooperative.*block 0 spins"):
+        coop_run(coop, "exchange<true>", [slots.ptr, out.ptr, c.ptr, np.int32(1)], cooperative=False)
+    assert time.monotonic() - start < 5
+
+
+def test_a_slow_block_is_not_a_hang(coop, quick_watchdog):
+    """Thread 0 of block 0 computes for 1 s (twice the watchdog's limit) while the others spin for it."""
+    c = counter()
+    coop_run(coop, "slow_block", [c.ptr, np.int32(0), np.int64(1_000_000_000)])
+    assert c.view(np.uint32)[0] == BLOCKS
+
+
+def test_cooperative_faults_stop_every_block(coop):
+    x, out, c = device(np.zeros(1000, np.float32)), allocate(THREADS * 4), counter()
+    start = time.monotonic()
+    with pytest.raises(KernelFault, match=r"fault_while_waiting \(block 1, thread \d+\) touched address .*outside"):
+        coop_run(coop, "fault_while_waiting", [x.ptr, np.int64(1024), c.ptr, out.ptr])
+    with pytest.raises(KernelFault, match=r"coop_half_barrier \(block 2, thread \d+\).*barrier divergence"):
+        coop_run(coop, "coop_half_barrier", [c.ptr])
+    assert time.monotonic() - start < 5
+
+
+def test_cooperative_shared_memory_overruns_are_caught(coop):
+    for bytes_, match in [
+        (1000, None),
+        (1001, r"\(block 1\): wrote 1 byte\(s\) past the end of its 1000 bytes of dynamic shared memory"),  # canary
+        (5000, r"\(block 1, thread \d+\) .* past the end of its 1000 bytes of dynamic shared memory"),  # guard page
+    ]:
+        c = counter()
+        with pytest.raises(KernelFault, match=match) if match else contextlib.nullcontext():
+            coop_run(coop, "fill_shared", [np.int32(bytes_), c.ptr], shared=1000)
+
+
+def test_cooperative_launch_limits(mod, coop):
+    out, c = allocate(64 * 4), counter()
+    with pytest.raises(ValueError, match="cooperative kernels must use dynamic shared memory only in the emulator"):
+        mod.get_function("use_shared").launch((2, 1, 1), (64, 1, 1), 0, [np.int32(0), out.ptr], cooperative=True)
+    with pytest.raises(ValueError, match="at most 4096"):
+        coop_run(coop, "early_return", [c.ptr, np.int32(-1)], grid=65)
+    coop_run(coop, "early_return", [c.ptr, np.int32(-1)], grid=64)  # 4096 threads
+    assert c.view(np.uint32)[0] == 64
+
+
+# ---- cooperative launches through the stand-in cupy ----
+
+
+def test_standin_cooperative_kernel_call_and_graph(coop):
+    cp = standin_cupy
+    kernel = cp.RawModule(code=COOP_SOURCE, name_expressions=COOP_EXPRS).get_function("exchange<true>")
+    slots, out = cp.empty(BLOCKS * THREADS, np.uint32), cp.empty(BLOCKS * THREADS, np.uint32)
+    c = cp.zeros(1, np.uint32)
+    cp.counters.reset()
+    kernel((BLOCKS,), (THREADS,), (slots, out, c, np.int32(2)), enable_cooperative_groups=True)
+    assert cp.counters.launches == 1
+    np.testing.assert_array_equal(out.get(), exchange_expected(2))
+    with pytest.raises(KernelFault, match="not cooperative"), pytest.MonkeyPatch.context() as m:
+        m.setattr(compiler, "SPIN_TIMEOUT_S", 0.5)
+        kernel((BLOCKS,), (THREADS,), (slots, out, c, np.int32(1)))  # without the keyword: a plain launch
+
+    c[...] = 0
+    stream = cp.cuda.Stream(non_blocking=True)
+    with stream:
+        stream.begin_capture()
+        kernel((BLOCKS,), (THREADS,), (slots, out, c, np.int32(1)), enable_cooperative_groups=True)
+        graph = stream.end_capture()
+    cp.counters.reset()
+    graph.launch()
+    graph.launch()
+    assert cp.counters.launches == 2 and cp.counters.graph_launches == 2
+    np.testing.assert_array_equal(out.get(), exchange_expected(1))
+    assert int(c[0]) == 2 * 2 * BLOCKS
+
+
+def test_standin_refuses_cooperative_grids_larger_than_the_device_holds(coop):
+    cp = standin_cupy
+    sms = cp.device_attributes["MultiProcessorCount"]
+    module = cp.RawModule(code=COOP_SOURCE, name_expressions=COOP_EXPRS)
+    kernel = module.get_function("early_return")
+    most = sms * (2048 // THREADS)  # by threads: 32 blocks of 64 per SM (test_cooperative_launch_limits runs them)
+    assert kernel.max_coresident_blocks((THREADS, 1, 1), 0) == most
+    with pytest.raises(RuntimeError, match="cudaErrorCooperativeLaunchTooLarge"):
+        kernel((most + 1,), (THREADS,), (cp.zeros(1, np.uint32), np.int32(-1)), enable_cooperative_groups=True)
+    # by shared memory: 233472 // 100000 = 2 blocks of 100000 bytes per SM
+    shared = cp.RawModule(code=COOP_SOURCE, name_expressions=COOP_EXPRS).get_function("own_shared")
+    shared.max_dynamic_shared_size_bytes = cp.device_attributes["MaxSharedMemoryPerBlockOptin"]
+    out = cp.empty(2 * sms * THREADS, np.uint32)
+    shared((2 * sms,), (THREADS,), (out, cp.zeros(1, np.uint32)), shared_mem=100000, enable_cooperative_groups=True)
+    np.testing.assert_array_equal(out.get().reshape(2 * sms, THREADS), np.arange(2 * sms)[:, None].repeat(THREADS, 1))
+    with pytest.raises(RuntimeError, match="cudaErrorCooperativeLaunchTooLarge"):
+        shared((2 * sms + 1,), (THREADS,), (out, cp.zeros(1, np.uint32)), shared_mem=100000,
+               enable_cooperative_groups=True)
+
+
+def test_standin_reports_cooperative_launch_support():
+    rt = standin_cupy.cuda.runtime
+    assert rt.deviceGetAttribute(rt.cudaDevAttrCooperativeLaunch, 0) == 1
+    assert rt.deviceGetAttribute(rt.cudaDevAttrMaxSharedMemoryPerMultiprocessor, 0) == 233472
+
+
+def test_standin_without_cooperative_launch_support_refuses_one(coop, monkeypatch):
+    cp = standin_cupy
+    monkeypatch.setitem(cp.device_attributes, "CooperativeLaunch", 0)
+    kernel = cp.RawModule(code=COOP_SOURCE, name_expressions=COOP_EXPRS).get_function("early_return")
+    with pytest.raises(RuntimeError, match="cudaErrorNotSupported"):
+        kernel((BLOCKS,), (THREADS,), (cp.zeros(1, np.uint32), np.int32(-1)), enable_cooperative_groups=True)
+
+
+def test_standin_in_place_operators_update_the_device_array():
+    """As in CuPy, a -= x changes a itself (a new array bound to a would hide a missed update)."""
+    a = standin_cupy.asarray(np.arange(4.0))
+    alias = a
+    a -= standin_cupy.asarray(np.ones(4))
+    a *= 2
+    assert a is alias
+    np.testing.assert_array_equal(alias.get(), [-2.0, 0.0, 2.0, 4.0])

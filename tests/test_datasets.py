@@ -87,10 +87,27 @@ def test_name_subfolder_preferred_and_incomplete_folder_skipped(tmp_path, monkey
     sub = make_dataset_dir(tmp_path / "root/mnist")
     assert load_dataset("mnist", data_dir=root).source == sub
     assert load_dataset("fashion-mnist", data_dir=root).source == root
-    # A folder missing one file does not count: the search goes on to the env folder.
-    (sub / f"{FILES[3]}.gz").unlink()
-    monkeypatch.setenv("FASTSOFTMAX_DATA", str(make_dataset_dir(tmp_path / "env")))
-    assert load_dataset("mnist", data_dir=sub).source == tmp_path / "env"
+
+
+@pytest.mark.parametrize("via", ["data_dir", "FASTSOFTMAX_DATA"])
+def test_a_named_folder_without_the_data_is_an_error_not_a_fallback(tmp_path, monkeypatch, via):
+    """Another copy (the cache here) is never read in place of the folder named."""
+    make_dataset_dir(tmp_path / "cache/fastsoftmax/fashion-mnist")
+    incomplete = make_dataset_dir(tmp_path / "incomplete")
+    (incomplete / f"{FILES[3]}.gz").unlink()
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    for folder, message in [(incomplete, "Fashion-MNIST not found in"), (tmp_path / "missing", "not found in"),
+                            (a_file, "is not a folder")]:
+        if via == "data_dir":
+            call = lambda: load_dataset(data_dir=folder)  # noqa: E731
+        else:
+            monkeypatch.setenv("FASTSOFTMAX_DATA", str(folder))
+            call = load_dataset
+        with pytest.raises(DatasetNotFoundError, match=message) as info:
+            call()
+        assert str(folder) in str(info.value)
+        assert str(tmp_path / "cache") not in str(info.value).split("; to fix it")[0]
 
 
 def test_not_found_with_download_disabled(tmp_path):
@@ -127,6 +144,35 @@ def test_inconsistent_files(tmp_path, stem, array, message):
         load_dataset(data_dir=folder)
     assert message in str(info.value)
     assert str(folder / stem) in str(info.value)
+
+
+@pytest.mark.parametrize("split", [0, 2])
+def test_an_empty_split_is_named(tmp_path, split):
+    folder = make_dataset_dir(tmp_path / "d")
+    write_idx(folder / f"{FILES[split]}.gz", np.zeros((0, 4, 4), np.uint8))
+    write_idx(folder / f"{FILES[split + 1]}.gz", np.zeros(0, np.uint8))
+    with pytest.raises(DatasetError, match="holds no images"):
+        load_dataset(data_dir=folder)
+
+
+def test_files_too_large_are_refused_from_their_headers(tmp_path, monkeypatch):
+    """The four headers are read, and checked against each other and a size limit, before any data."""
+    folder = make_dataset_dir(tmp_path / "d")
+    monkeypatch.setattr(datasets, "MAX_BYTES", 1000)  # the generated set holds 60*16 + 60 + 20*16 + 20 bytes
+    with pytest.raises(DatasetError, match="more than the 1,000 a data set may hold"):
+        load_dataset(data_dir=folder)
+    # A header that disagrees with the others is found before the data is read.
+    reads = []
+    monkeypatch.setattr(datasets, "read_idx", lambda path: reads.append(path))
+    write_idx(folder / f"{FILES[1]}.gz", np.zeros(59, np.uint8))
+    with pytest.raises(DatasetError, match="has 59 labels but"):
+        load_dataset(data_dir=folder)
+    assert reads == []
+
+
+def test_classes_come_from_the_class_names(tmp_path):
+    folder = make_dataset_dir(tmp_path / "d", n_classes=3)  # labels 0..2 only: the set still has 10 classes
+    assert list(load_dataset(data_dir=folder).classes) == list(range(10))
 
 
 def test_malformed_file_in_system_dir_suggests_reinstall(tmp_path):
@@ -175,6 +221,20 @@ def test_download(tmp_path, mirror):
     # Once cached, it is not downloaded again.
     load_dataset()
     assert len(requested) == 4
+
+
+def test_download_into_a_named_folder(tmp_path, mirror):
+    """As torchvision's root: a named folder without the files is where they are downloaded to."""
+    files, requested = mirror
+    ds = load_dataset(data_dir=tmp_path / "new")
+    assert ds.source == tmp_path / "new/fashion-mnist" and len(requested) == 4
+    assert not (tmp_path / "cache").exists()
+
+
+def test_download_of_endless_data_stops(tmp_path, mirror, monkeypatch):
+    monkeypatch.setattr(datasets, "MAX_DOWNLOAD", 10)
+    with pytest.raises(DatasetNotFoundError, match="more than 10 bytes"):
+        load_dataset()
 
 
 def test_download_resumes_with_missing_files_only(tmp_path, mirror):

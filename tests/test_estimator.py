@@ -146,3 +146,154 @@ def test_cuda_without_gpu_is_a_clear_error():
     X, y = blobs(10)
     with pytest.raises(DeviceError, match="device 'cuda' needs"):
         fs.SoftmaxRegression(device="cuda").fit(X, y)
+
+
+# ---- hostile input: classes, sizes, non-finite values, divergence, crafted model files ----
+
+
+def test_classes_sets_the_model_size_whatever_labels_occur():
+    X, y = blobs(300)  # labels 0..3
+    for classes in (10, range(10), np.arange(10), list(range(10))):
+        model = fs.SoftmaxRegression(epochs=1, device="cpu").fit(X, y, classes=classes)
+        assert model.coef_.shape == (10, 20) and list(model.classes_) == list(range(10))
+    assert fs.SoftmaxRegression(epochs=1, device="cpu").fit(X, y).coef_.shape == (4, 20)  # as before
+    with pytest.raises(ValueError, match=r"y holds class labels in \[0, 3\], outside \[0, 3\)"):
+        fs.SoftmaxRegression(epochs=1, device="cpu").fit(X, y, classes=3)
+    for bad in ([1, 2, 3], "abc", 1, [0.0, 1.0], True):
+        with pytest.raises(ValueError, match="classes must"):
+            fs.SoftmaxRegression(epochs=1, device="cpu").fit(X, y, classes=bad)
+    model = fs.SoftmaxRegression(epochs=1, device="cpu").fit(X, y, classes=10)
+    with pytest.raises(ValueError, match="classes has 5 classes, but the fitted model has 10"):
+        model.set_params(epochs=2, warm_start=True).fit(X, y, classes=5)
+
+
+@pytest.mark.parametrize("top", [10**9, 2**40])
+def test_a_huge_label_is_named_before_allocating(top):
+    X, y = blobs(50)
+    y = y.astype(np.int64)
+    y[7] = top
+    with pytest.raises(ValueError, match=f"labels up to {top} make a model of {top + 1:,} classes x 20 features"):
+        fs.SoftmaxRegression(device="cpu").fit(X, y)
+    with pytest.raises(ValueError, match="classes must number between 2 and"):
+        fs.SoftmaxRegression(device="cpu").fit(X, y, classes=top + 1)
+
+
+def test_non_finite_inputs_are_named_once_per_call():
+    X, y = blobs(100)
+    Xf = X.astype(np.float32)
+    Xf[3, 5] = np.nan
+    with pytest.raises(ValueError, match=r"X holds NaN or inf \(first at index \(3, 5\)\)"):
+        fs.SoftmaxRegression(device="cpu").fit(Xf, y)
+    with pytest.raises(ValueError, match=r"eval_set X holds NaN or inf"):
+        fs.SoftmaxRegression(device="cpu").fit(X, y, eval_set=(np.where(Xf == Xf, Xf, np.inf), y))
+    model = fs.SoftmaxRegression(epochs=1, device="cpu").fit(X, y)
+    with pytest.raises(ValueError, match="X holds NaN or inf"):
+        model.predict(Xf)
+
+
+def test_divergence_stops_at_the_last_finite_epoch():
+    X, y = blobs(300)
+    seen = []
+    model = fs.SoftmaxRegression(epochs=60, lr=0.5, weight_decay=10.0, schedule="constant", device="cpu")
+    with pytest.raises(fs.estimator.TrainingDivergedError) as info:
+        model.fit(X, y, callback=lambda m, record: seen.append((record["epoch"], m.coef_.copy())))
+    e = info.value
+    assert isinstance(e, FloatingPointError) and isinstance(e, ValueError)
+    assert "lr=0.5" in str(e) and "weight_decay=10.0" in str(e) and "try a smaller lr or weight_decay" in str(e)
+    assert e.epoch == len(seen) + 1 and len(model.history_) == len(seen)
+    assert all(np.isfinite(coef).all() for _, coef in seen)
+    np.testing.assert_array_equal(model.coef_, seen[-1][1])  # the last finite epoch's weights
+    assert np.isfinite(model.intercept_).all()
+
+
+def test_save_refuses_non_finite_weights(tmp_path):
+    X, y = blobs(100)
+    model = fs.SoftmaxRegression(epochs=1, device="cpu").fit(X, y)
+    model.coef_[0, 0] = np.inf
+    with pytest.raises(ValueError, match="the weights hold NaN or inf"):
+        model.save(tmp_path / "m.npz")
+    assert list(tmp_path.iterdir()) == []
+
+
+def save_format_1(path, model):
+    """A model file as fastsoftmax wrote it before the format had classes and dataset."""
+    import json
+
+    np.savez(path, format=np.array("fastsoftmax.SoftmaxRegression/1"), coef=model.coef_,
+             intercept=model.intercept_, params=np.array(json.dumps(model.get_params())),
+             history=np.array(json.dumps(model.history_)))
+
+
+def test_format_1_files_load_with_their_old_meaning(tmp_path):
+    X, y = blobs(200)
+    model = fs.SoftmaxRegression(epochs=2, device="cpu").fit(X, y)
+    save_format_1(tmp_path / "old.npz", model)
+    old = fs.SoftmaxRegression.load(tmp_path / "old.npz")
+    assert old.coef_.shape == (4, 20) and list(old.classes_) == [0, 1, 2, 3] and old.dataset_ is None
+    assert old.history_ == model.history_
+    model.save(tmp_path / "new.npz", dataset="blobs")
+    new = fs.SoftmaxRegression.load(tmp_path / "new.npz")
+    assert new.dataset_ == "blobs" and list(new.classes_) == [0, 1, 2, 3]
+
+
+def crafted(path, **fields):
+    """A model file of format /2 with some fields replaced (None: left out)."""
+    import json
+
+    model = {"format": np.array("fastsoftmax.SoftmaxRegression/2"), "coef": np.zeros((3, 4), np.float32),
+             "intercept": np.zeros(3, np.float32), "classes": np.arange(3), "dataset": np.array(""),
+             "params": np.array(json.dumps({"epochs": 2})),
+             "history": np.array(json.dumps([{"epoch": 1, "loss": 1.0, "train_acc": 0.5, "lr": 0.1}]))}
+    model.update(fields)
+    np.savez(path, **{k: v for k, v in model.items() if v is not None})
+    return path
+
+
+def npy_header_only(shape, dtype="<f4"):
+    """An .npy file's bytes: a header claiming `shape` and no data at all."""
+    header = repr({"descr": dtype, "fortran_order": False, "shape": shape}).encode()
+    header += b" " * (63 - len(header) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header
+
+
+CRAFTED = {
+    "history not a list": (dict(history=np.array('"text"')), "history must be a list"),
+    "history a record": (dict(history=np.array('{"epoch": 1}')), "bad epoch record"),
+    "history of numbers": (dict(history=np.array("[1, 2]")), "history must be a list"),
+    "history records without loss": (dict(history=np.array('[{"epoch": 1}]')), "bad epoch record"),
+    "history with a text loss": (dict(history=np.array('[{"epoch": 1, "loss": "x", "train_acc": 1, "lr": 1}]')),
+                                 "bad epoch record"),
+    "history epochs out of order": (
+        dict(history=np.array('[{"epoch": 2, "loss": 1, "train_acc": 1, "lr": 1}]')), "numbered from 1"),
+    "history not JSON": (dict(history=np.array("[{")), "history:"),
+    "history nested deep": (dict(history=np.array("[" * 100000)), "history:"),
+    "history of ints": (dict(history=np.arange(3)), "history:"),
+    "params not a dict": (dict(params=np.array("[]")), "params must name hyper-parameters"),
+    "params unknown": (dict(params=np.array('{"depth": 3}')), "params must name hyper-parameters"),
+    "params bad value": (dict(params=np.array('{"epochs": -1}')), "params: epochs must be an integer"),
+    "params missing": (dict(params=None), "it has no 'params' array"),
+    "format a number": (dict(format=np.array(7)), "unknown format"),
+    "classes other labels": (dict(classes=np.arange(1, 4)), "classes are not the labels 0..2"),
+    "classes as floats": (dict(classes=np.arange(3.0)), "classes are not the labels"),
+    "weights of objects": (dict(coef=np.array([[None] * 4] * 3, dtype=object)), "holds Python objects"),
+}
+
+
+@pytest.mark.parametrize("case", CRAFTED)
+def test_crafted_model_files_are_one_line_errors(tmp_path, case):
+    fields, message = CRAFTED[case]
+    path = crafted(tmp_path / "m.npz", **fields)
+    with pytest.raises(ValueError) as info:
+        fs.SoftmaxRegression.load(path)
+    assert message in str(info.value) and str(path) in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_model_arrays_claiming_gigabytes_are_refused_from_their_headers(tmp_path):
+    import zipfile
+
+    path = crafted(tmp_path / "m.npz", coef=None)
+    with zipfile.ZipFile(path, "a") as z:
+        z.writestr("coef.npy", npy_header_only((2**20, 2**20)))  # 4 TiB claimed, nothing stored
+    with pytest.raises(ValueError, match=r"'coef' array claims shape \(1048576, 1048576\) of float32"):
+        fs.SoftmaxRegression.load(path)

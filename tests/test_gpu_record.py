@@ -1,6 +1,8 @@
-"""bench/gpu_record.py's arithmetic, checked where no GPU is: the test counts
-it reads from pytest's JUnit XML, and the figures it takes from a benchmark run."""
+"""bench/gpu_record.py, checked where no GPU is: the test counts it reads from
+pytest's JUnit XML, the figures it takes from a benchmark run, and its timed
+fit (on the CUDA emulator)."""
 
+import json
 import subprocess
 import sys
 
@@ -51,3 +53,21 @@ def test_figures_give_the_speedup_over_torch_and_the_bandwidth_share():
 def test_a_run_without_the_torch_epoch_is_an_error_not_a_record():
     with pytest.raises(ValueError, match="lacks 'train_epoch gpu batch=256' for fastsoftmax and torch"):
         gpu_record.gpu_figures({gpu_record.EPOCH_GROUP: {"fastsoftmax": bench(1e-3)}}, card_bytes_per_s=1e12)
+
+
+@pytest.mark.cuda
+def test_the_fit_step_times_whole_fits_on_the_device(cupy_module, monkeypatch, tmp_path):
+    """gpu_record's fit step, run on the emulator with a small stand-in for Fashion-MNIST."""
+    import types
+
+    import numpy as np
+
+    import fastsoftmax as fs
+
+    rng = np.random.default_rng(0)
+    data = types.SimpleNamespace(x_train=rng.integers(0, 256, (300, 16), dtype=np.uint8), y_train=rng.integers(0, 3, 300),
+                                 x_test=rng.integers(0, 256, (50, 16), dtype=np.uint8), y_test=rng.integers(0, 3, 50))
+    monkeypatch.setattr(fs, "load_dataset", lambda name: data)
+    gpu_record.time_fit(tmp_path / "fit.json", repeats=1)
+    result = json.loads((tmp_path / "fit.json").read_text())
+    assert result["fit_ms"] > 0 and result["first_fit_ms"] > 0 and 0 <= result["test_acc"] <= 1

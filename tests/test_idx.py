@@ -98,7 +98,7 @@ def test_malformed(tmp_path, content, message):
 
 
 def test_corrupt_deflate_data(tmp_path):
-    data = bytearray(gzip.compress(np.random.default_rng(0).integers(0, 256, 5000, np.uint8).tobytes()))
+    data = bytearray(gzip.compress(idx_bytes(np.random.default_rng(0).integers(0, 256, 5000, np.uint8))))
     data[len(data) // 2] ^= 0xFF
     path = tmp_path / "bad.gz"
     path.write_bytes(bytes(data))
@@ -109,3 +109,37 @@ def test_corrupt_deflate_data(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError):
         read_idx(tmp_path / "absent")
+
+
+def test_a_header_claiming_too_much_is_refused_before_reading(tmp_path):
+    path = tmp_path / "huge"
+    path.write_bytes(bytes([0, 0, 0x08, 3]) + np.asarray([2**31, 28, 28], ">u4").tobytes())
+    with pytest.raises(IdxError, match=r"header claims shape \(2147483648, 28, 28\) of uint8, 1,683,627,180,032 bytes"):
+        read_idx(path)
+    with pytest.raises(IdxError, match="more than the 10 an idx file may hold"):
+        read_idx(write_idx(tmp_path / "small", np.zeros(11, np.uint8)), max_bytes=10)
+    assert read_idx(tmp_path / "small", max_bytes=11).shape == (11,)
+
+
+def test_a_gzip_bomb_is_inflated_no_further_than_its_header(tmp_path):
+    """A few MB of .gz that inflate to 1 GiB: rejected after the header's 16 bytes of data."""
+    import tracemalloc
+
+    path = tmp_path / "bomb.gz"
+    zeros = gzip.compress(bytes(2**24), compresslevel=9)  # 16 MiB of zeros, 16 KB compressed
+    path.write_bytes(gzip.compress(idx_bytes(np.zeros((4, 4), np.uint8))) + zeros * 64)
+    tracemalloc.start()
+    try:
+        with pytest.raises(IdxError, match=r"file has trailing bytes \(expected 16 bytes of data for shape \(4, 4\)"):
+            read_idx(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**22  # a few MB of compressed input at most, never the inflated gigabyte
+
+
+def test_header_alone(tmp_path):
+    from fastsoftmax.idx import read_idx_header
+
+    path = write_idx(tmp_path / "a.gz", np.zeros((5, 3, 2), np.int16))
+    assert read_idx_header(path) == ((5, 3, 2), np.dtype(">i2"))

@@ -134,10 +134,22 @@ def test_train_epoch_visits_the_rows_given(xp, rows):
     assert int(correct) == r_correct
 
 
+@pytest.mark.parametrize("n", [1, 2, 3, 64, 255, 256, 257, 1000, 65537])
+def test_the_epoch_permutation_is_a_permutation(n):
+    """Every row once, in an order that depends on the seed and the epoch."""
+    order = ref.permutation(n, 3, 2)
+    np.testing.assert_array_equal(np.sort(order), np.arange(n))
+    if n >= 64:  # 64! orders: a match by chance is out of the question
+        assert not np.array_equal(order, np.arange(n))
+        assert not np.array_equal(order, ref.permutation(n, 3, 3))
+        assert not np.array_equal(order, ref.permutation(n, 4, 2))
+
+
 def test_train_epoch_shuffles_from_a_seed(xp):
-    """seed=s, epoch=e visits every row once in default_rng([s, e])'s order."""
+    """seed=s, epoch=e visits every row once in reference.permutation(n, s, e)'s
+    order: the same on every device, computed where the kernels run."""
     X, W, b, y, x_scale = make_problem(300, 8, 4, np.uint8, np.float64, seed=7)
-    order = np.random.default_rng([3, 2]).permutation(300)
+    order = ref.permutation(300, 3, 2)
     r_W, r_b, _, _ = ref.train_epoch(X, y, order, W, b, [0.2] * 5, 64, x_scale=x_scale)
     Wd, bd = on(xp, W, b)
     fs.train_epoch(*on(xp, X, y), Wd, bd, seed=3, epoch=2, batch_size=64, lr=0.2, x_scale=x_scale)

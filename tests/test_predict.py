@@ -166,7 +166,28 @@ BAD_MODELS = {
                   "predicts 5 classes, but fashion-mnist has 10"),
     "NaN weights": (lambda p: save_fields(p, coef=np.full((10, 30), np.nan, np.float32)), "NaN or inf"),
     "integer weights": (lambda p: save_fields(p, coef=np.zeros((10, 30), np.int64)), "dtype int64"),
+    "history not a list": (lambda p: save_fields(p, history=np.array('{"a": 1}')), "bad epoch record"),
+    "params not a dict": (lambda p: save_fields(p, params=np.array("[1]")), "params must name hyper-parameters"),
+    "params of another type": (lambda p: save_fields(p, params=np.arange(3)), "params:"),
+    "a folder": (lambda p: p.mkdir() or p, "is a folder, not a model file"),
+    "weights claiming 4 TiB": (lambda p: claim_huge_weights(save_fields(p, coef=np.zeros(0, np.float32))),
+                               "'coef' array claims shape (1048576, 1048576) of float32"),
 }
+
+
+def claim_huge_weights(path):
+    """Replace the weights by an .npy header claiming 4 TiB, with no data behind it."""
+    import zipfile
+
+    header = repr({"descr": "<f4", "fortran_order": False, "shape": (2**20, 2**20)}).encode()
+    header += b" " * (63 - len(header) % 64) + b"\n"
+    with zipfile.ZipFile(path) as z:
+        members = {name: z.read(name) for name in z.namelist() if name != "coef.npy"}
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+        z.writestr("coef.npy", b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header)
+    return path
 
 
 @pytest.mark.parametrize("case", BAD_MODELS)
@@ -195,3 +216,10 @@ def test_runs_as_a_module_headless(data_dir, model_path, tmp_path):
                             timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     assert all((tmp_path / name).is_file() for name in PNGS)
+
+
+def test_a_fifo_as_model_is_refused_without_waiting(capsys, data_dir, tmp_path):
+    os.mkfifo(tmp_path / "fifo")
+    status, _, err = predict(capsys, "--model", tmp_path / "fifo", "--data-dir", data_dir, "--out", tmp_path)
+    assert status == 1
+    assert_one_line_error(err, "is not a fastsoftmax model file (it is not a regular file)")

@@ -31,6 +31,18 @@ def train(capsys, *args):
     return status, out, err
 
 
+def interrupt_in_epoch_3(monkeypatch):
+    """Ctrl-C as epoch 3's checkpoint is written: the checkpoint on disk holds epoch 2."""
+    save = fs.SoftmaxRegression.save
+
+    def save_then_interrupt(model, path, **kwargs):
+        if len(model.history_) == 3:
+            raise KeyboardInterrupt
+        save(model, path, **kwargs)
+
+    monkeypatch.setattr(fs.SoftmaxRegression, "save", save_then_interrupt)
+
+
 def test_train_writes_model_json_and_plot(capsys, data_dir, tmp_path):
     status, out, err = train(capsys, "--data-dir", str(data_dir), "--epochs", "3", "--device", "cpu",
                              "--save", str(tmp_path / "m.npz"), "--json", str(tmp_path / "r.json"),
@@ -53,9 +65,11 @@ def test_train_writes_model_json_and_plot(capsys, data_dir, tmp_path):
     assert matplotlib.image.imread(tmp_path / "curves.png").shape[:2] == (400, 1000)
 
 
-def test_resume_continues_a_saved_run(capsys, data_dir, tmp_path):
+def test_resume_extends_a_constant_schedule_run(capsys, data_dir, tmp_path):
     common = ["--data-dir", str(data_dir), "--device", "cpu"]
-    assert train(capsys, *common, "--epochs", "2", "--save", str(tmp_path / "part.npz"))[0] == 0
+    assert train(capsys, *common, "--epochs", "2", "--schedule", "constant", "--lr", "0.2",
+                 "--save", str(tmp_path / "part.npz"))[0] == 0
+    # Flags left out keep the saved run's values (here --schedule and --lr).
     status, out, err = train(capsys, *common, "--epochs", "4", "--resume", str(tmp_path / "part.npz"),
                              "--save", str(tmp_path / "resumed.npz"))
     assert status == 0, err
@@ -63,14 +77,18 @@ def test_resume_continues_a_saved_run(capsys, data_dir, tmp_path):
     part, resumed = (fs.SoftmaxRegression.load(tmp_path / f"{n}.npz") for n in ("part", "resumed"))
     assert [r["epoch"] for r in resumed.history_] == [1, 2, 3, 4]
     assert resumed.history_[:2] == part.history_
+    assert resumed.get_params() == {**part.get_params(), "epochs": 4, "warm_start": True}
+    assert resumed.dataset_ == "fashion-mnist"
     assert not np.array_equal(part.coef_, resumed.coef_)
     # that a resumed run equals an uninterrupted one is checked in test_estimator.py
 
 
 @pytest.mark.parametrize("args,status,message", [
-    (["--epochs", "0"], 2, "argument --epochs: must be an integer >= 1, got '0'"),
+    (["--epochs", "0"], 2, "argument --epochs: must be an integer >= 1 and <= 2147483647, got '0'"),
+    (["--epochs", str(10**10)], 2, "argument --epochs: must be an integer >= 1 and <= 2147483647, got '10000000000'"),
+    (["--batch-size", str(2**64)], 2, "argument --batch-size: must be an integer >= 1 and <= 2147483647"),
     (["--seed", "-1"], 2, "argument --seed: must be an integer >= 0, got '-1'"),
-    (["--batch-size", "x"], 2, "argument --batch-size: must be an integer >= 1, got 'x'"),
+    (["--batch-size", "x"], 2, "argument --batch-size: must be an integer >= 1 and <= 2147483647, got 'x'"),
     (["--lr", "nan"], 2, "argument --lr: must be a positive finite number, got 'nan'"),
     (["--lr", "-0.1"], 2, "argument --lr: must be a positive finite number"),
     (["--weight-decay", "inf"], 2, "argument --weight-decay: must be a non-negative finite number"),
@@ -145,3 +163,190 @@ def test_module_entry_point(data_dir):
                            "--epochs", "1", "--device", "cpu"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "test accuracy" in proc.stdout
+
+
+# ---- hostile input: outputs, interruptions, resume, classes, divergence ----
+
+
+def epoch_lines(out):
+    return [line for line in out.splitlines() if line.startswith("epoch ")]
+
+
+@pytest.mark.parametrize("flag", ["--save", "--json", "--plot"])
+def test_special_files_are_refused_before_training(capsys, data_dir, tmp_path, flag):
+    import os
+    import stat
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    # /dev/null through a link: code that replaced what it was given would replace the link, never
+    # the machine's /dev/null (as root, the old code did replace /dev/null itself).
+    null = tmp_path / "null"
+    null.symlink_to("/dev/null")
+    for path, kind in [(null, "(-> /dev/null) is a device"), (fifo, "is a FIFO"), (tmp_path, "is a folder"),
+                       (tmp_path / "fifo/x", "not a folder")]:
+        code, out, err = train(capsys, "--data-dir", str(data_dir), "--device", "cpu", "--epochs", "1",
+                               flag, str(path))
+        assert code == 1 and f"error: {flag}: {path}" in err and kind in err, err
+        assert len(err.strip().splitlines()) == 1 and not epoch_lines(out)
+    assert null.is_symlink() and stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+def test_an_unwritable_output_fails_before_training(capsys, data_dir, tmp_path):
+    (tmp_path / "file").write_text("")
+    code, out, err = train(capsys, "--data-dir", str(data_dir), "--device", "cpu", "--epochs", "1",
+                           "--save", str(tmp_path / "m.npz"), "--json", str(tmp_path / "file/r.json"))
+    assert code == 1 and "--json" in err and "file/r.json" in err and not epoch_lines(out)
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_outputs_write_through_symlinks(capsys, data_dir, tmp_path):
+    tmp_path = tmp_path / "out"
+    tmp_path.mkdir()
+    for name in ("m.npz", "r.json", "c.png"):
+        (tmp_path / f"link-{name}").symlink_to(tmp_path / f"target-{name}")
+    code, out, err = train(capsys, "--data-dir", str(data_dir), "--device", "cpu", "--epochs", "1", "--quiet",
+                           "--save", str(tmp_path / "link-m.npz"), "--json", str(tmp_path / "link-r.json"),
+                           "--plot", str(tmp_path / "link-c.png"))
+    assert code == 0, err
+    for name in ("m.npz", "r.json", "c.png"):
+        assert (tmp_path / f"link-{name}").is_symlink() and (tmp_path / f"target-{name}").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        f"{kind}-{name}" for kind in ("link", "target") for name in ("m.npz", "r.json", "c.png"))  # no .tmp, .lock
+
+
+@pytest.mark.parametrize("path", ["-", "/dev/stdout"])
+def test_json_to_standard_output(capsys, data_dir, path, monkeypatch):
+    def never(*args, **kwargs):  # a regression must fail here, not replace the machine's /dev/stdout
+        raise AssertionError("--json - was written as a file")
+
+    monkeypatch.setattr("fastsoftmax.train.atomic_write", never)
+    monkeypatch.setattr("fastsoftmax.atomic.check_writable", never)
+    code, out, err = train(capsys, "--data-dir", str(data_dir), "--device", "cpu", "--epochs", "2", "--json", path)
+    assert code == 0, err
+    result = json.loads(out)  # stdout holds the JSON alone: the progress lines go to stderr
+    assert len(result["history"]) == 2 and "epoch 2/2" in err
+
+
+def test_a_failing_json_does_not_skip_the_plot(capsys, data_dir, tmp_path, monkeypatch):
+    def broken(path, mode="wb"):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr("fastsoftmax.train.atomic_write", broken)
+    code, out, err = train(capsys, "--data-dir", str(data_dir), "--device", "cpu", "--epochs", "1",
+                           "--json", str(tmp_path / "r.json"), "--plot", str(tmp_path / "c.png"))
+    assert code == 1 and f"--json {tmp_path / 'r.json'}: No space left on device" in err
+    assert (tmp_path / "c.png").is_file()
+
+
+def test_interrupted_names_a_checkpoint_only_once_one_is_written(capsys, data_dir, tmp_path, monkeypatch):
+    tmp_path = tmp_path / "out"
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr("fastsoftmax.train.load_dataset", interrupt)
+        code, _, err = train(capsys, "--data-dir", str(data_dir), "--save", str(tmp_path / "m.npz"))
+    assert code == 130 and err.strip().endswith("interrupted") and "m.npz" not in err
+
+    interrupt_in_epoch_3(monkeypatch)
+    code, _, err = train(capsys, "--data-dir", str(data_dir), "--device", "cpu", "--save", str(tmp_path / "m.npz"))
+    assert code == 130 and f"interrupted; the last finished epoch (2) is in {tmp_path / 'm.npz'}" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npz"]  # no .tmp, no .lock
+
+
+def test_resume_of_an_interrupted_cosine_run_matches_the_whole_run(capsys, data_dir, tmp_path, monkeypatch):
+    common = ["--data-dir", str(data_dir), "--device", "cpu", "--quiet", "--epochs", "4"]
+    assert train(capsys, *common, "--save", str(tmp_path / "whole.npz"))[0] == 0
+    with monkeypatch.context() as m:
+        interrupt_in_epoch_3(m)
+        assert train(capsys, *common, "--save", str(tmp_path / "ckpt.npz"))[0] == 130
+    code, out, err = train(capsys, "--data-dir", str(data_dir), "--device", "cpu", "--quiet",
+                           "--resume", str(tmp_path / "ckpt.npz"), "--save", str(tmp_path / "ckpt.npz"))
+    assert code == 0, err
+    whole, resumed = (fs.SoftmaxRegression.load(tmp_path / f"{n}.npz") for n in ("whole", "ckpt"))
+    np.testing.assert_array_equal(whole.coef_, resumed.coef_)
+    assert [r["epoch"] for r in resumed.history_] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--lr", "0.1"], "was trained with --lr 0.5; resuming with --lr 0.1 would change the steps already taken"),
+    (["--batch-size", "64"], "--batch-size 256; resuming with --batch-size 64"),
+    (["--schedule", "constant"], "--schedule cosine; resuming with --schedule constant"),
+    (["--weight-decay", "0.01"], "--weight-decay 0.0; resuming with --weight-decay 0.01"),
+    (["--seed", "3"], "--seed 0; resuming with --seed 3"),
+    (["--dataset", "mnist"], "--dataset fashion-mnist; resuming with --dataset mnist"),
+    (["--epochs", "5"], "follows a cosine schedule over 3 epochs; --epochs 5 would change the learning rate"),
+])
+def test_resume_refuses_flags_that_change_the_steps_taken(capsys, data_dir, tmp_path, flags, message):
+    common = ["--data-dir", str(data_dir), "--device", "cpu", "--quiet"]
+    assert train(capsys, *common, "--epochs", "3", "--save", str(tmp_path / "m.npz"))[0] == 0
+    before = (tmp_path / "m.npz").read_bytes()
+    code, out, err = train(capsys, *common, "--resume", str(tmp_path / "m.npz"), *flags)
+    assert code == 1 and message in err and len(err.strip().splitlines()) == 1, err
+    assert (tmp_path / "m.npz").read_bytes() == before
+    # The same values typed again are no change.
+    same = {"--lr": "0.5", "--batch-size": "256", "--schedule": "cosine", "--weight-decay": "0",
+            "--seed": "0", "--dataset": "fashion-mnist", "--epochs": "3"}[flags[0]]
+    code, out, err = train(capsys, *common, "--resume", str(tmp_path / "m.npz"), flags[0], same)
+    assert "already trained 3 epochs" in err
+
+
+def test_resume_of_a_crafted_model_is_one_line(capsys, data_dir, tmp_path):
+    path = tmp_path / "m.npz"
+    np.savez(path, format=np.array("fastsoftmax.SoftmaxRegression/1"), coef=np.zeros((10, 16), np.float32),
+             intercept=np.zeros(10, np.float32), params=np.array("{}"), history=np.array('{"a": 1}'))
+    code, out, err = train(capsys, "--data-dir", str(data_dir), "--device", "cpu", "--resume", str(path))
+    assert code == 1 and "is not a fastsoftmax model file" in err and len(err.strip().splitlines()) == 1
+
+
+def test_another_live_run_on_the_same_checkpoint_is_refused(capsys, data_dir, tmp_path):
+    from fastsoftmax.atomic import exclusive
+
+    tmp_path = tmp_path / "out"
+
+    with exclusive(tmp_path / "m.npz"):  # as a second process writing it would
+        code, out, err = train(capsys, "--data-dir", str(data_dir), "--device", "cpu", "--epochs", "1",
+                               "--save", str(tmp_path / "m.npz"))
+    assert code == 1 and f"{tmp_path / 'm.npz'} is being written by another run" in err and not epoch_lines(out)
+    assert train(capsys, "--data-dir", str(data_dir), "--device", "cpu", "--epochs", "1", "--quiet",
+                 "--save", str(tmp_path / "m.npz"))[0] == 0  # once it is gone
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npz"]
+
+
+def test_the_data_sets_classes_reach_the_model_and_predict(capsys, tmp_path):
+    """Labels 0..8 only (the highest class absent): the model still has Fashion-MNIST's 10 classes."""
+    from fastsoftmax.predict import main as predict
+
+    data_dir = make_dataset_dir(tmp_path / "data", n_train=90, n_test=18, n_classes=9)
+    code, out, err = train(capsys, "--data-dir", str(data_dir), "--device", "cpu", "--epochs", "1", "--quiet",
+                           "--save", str(tmp_path / "m.npz"))
+    assert code == 0, err
+    assert fs.SoftmaxRegression.load(tmp_path / "m.npz").coef_.shape == (10, 16)
+    assert predict(["--model", str(tmp_path / "m.npz"), "--data-dir", str(data_dir),
+                    "--out", str(tmp_path / "figs")]) == 0
+
+
+def test_divergence_names_the_flags_and_saves_nothing_non_finite(capsys, data_dir, tmp_path):
+    code, out, err = train(capsys, "--data-dir", str(data_dir), "--device", "cpu", "--epochs", "60", "--quiet",
+                           "--schedule", "constant", "--weight-decay", "10", "--save", str(tmp_path / "m.npz"))
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert "training diverged in epoch" in err and "(--lr 0.5, --weight-decay 10.0); try a smaller --lr" in err
+    model = fs.SoftmaxRegression.load(tmp_path / "m.npz")  # finite, or load would refuse it
+    assert f"the last finite epoch ({len(model.history_)}) is in {tmp_path / 'm.npz'}" in err
+
+
+def test_a_data_dir_that_is_a_file_is_named(capsys, tmp_path):
+    (tmp_path / "f").write_text("")
+    code, out, err = train(capsys, "--data-dir", str(tmp_path / "f"))
+    assert code == 1 and f"{tmp_path / 'f'} is not a folder" in err
+
+
+def test_a_killed_runs_temporary_files_are_removed_by_the_next(capsys, data_dir, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".m.npz.abc123.tmp").write_bytes(b"half a model")  # what kill -9 during a save leaves
+    (out / ".other.npz.abc123.tmp").write_bytes(b"not ours")
+    assert train(capsys, "--data-dir", str(data_dir), "--device", "cpu", "--epochs", "1", "--quiet",
+                 "--save", str(out / "m.npz"))[0] == 0
+    assert sorted(p.name for p in out.iterdir()) == [".other.npz.abc123.tmp", "m.npz"]

@@ -3,6 +3,9 @@
 The exact sources of kernels/*.cu are compiled by g++ against prelude.h, which
 supplies the CUDA built-ins; every CUDA thread of a block runs as an OS thread,
 so barriers, shuffles and shared memory behave (and misbehave) for real.
+A cooperative launch (Function.launch(..., cooperative=True), or CuPy's
+enable_cooperative_groups=True through standin_cupy) runs every block at
+once, so kernels may wait for each other at a grid barrier.
 Device buffers are guarded (memory.py); kernel bugs raise KernelFault.
 """
 

@@ -51,6 +51,13 @@ MAX_SHARED_BYTES = 232448
 # Seconds a thread may wait at one barrier before the launch fails as a hang
 # (deadlocks are found at once; this catches what that detection cannot).
 TIMEOUT_S = float(os.environ.get("CUDAEMU_TIMEOUT", "60"))
+# Seconds threads may spin in __nanosleep while no other thread runs or passes
+# a barrier before the launch fails as a hang (a grid barrier some block never
+# reaches): nothing can end such a wait, so it need not be long.
+SPIN_TIMEOUT_S = float(os.environ.get("CUDAEMU_SPIN_TIMEOUT", "2"))
+# The most threads (grid x block) of a cooperative launch: each is an OS
+# thread, all running at once (runtime.h's MAX_LAUNCH_THREADS).
+MAX_COOPERATIVE_THREADS = 4096
 
 _launch_lock = threading.Lock()  # one launch at a time: signal handlers are per process
 _modules: dict[str, Module] = {}
@@ -117,9 +124,10 @@ def translation_unit(code: str, name_expressions: Sequence[str], name: str = "mo
         quoted = expr.replace("\\", "\\\\").replace('"', '\\"')
         parts.append(
             f'extern "C" __attribute__((visibility("default"))) int cudaemu_launch_{i}(const unsigned* dims, '
-            "unsigned long long shmem, void** args, char* err, unsigned long long errlen, "
-            "unsigned long long* addr, double timeout_s) {\n"
-            f'    return ::cudaemu::launch("{quoted}", &{expr}, dims, shmem, args, err, errlen, addr, timeout_s);\n'
+            "unsigned long long shmem, int cooperative, void** args, char* err, unsigned long long errlen, "
+            "unsigned long long* addr, double timeout_s, double spin_timeout_s) {\n"
+            f'    return ::cudaemu::launch("{quoted}", &{expr}, dims, shmem, cooperative, args, err, errlen, addr, '
+            "timeout_s, spin_timeout_s);\n"
             "}\n"
             f'extern "C" __attribute__((visibility("default"))) const char* cudaemu_signature_{i}() {{\n'
             f"    return ::cudaemu::signature(&{expr});\n"
@@ -177,13 +185,15 @@ def _parse_signature(text: str) -> list[Param]:
 
 
 _LAUNCH_ARGTYPES = (
-    ctypes.POINTER(ctypes.c_uint),
+    ctypes.POINTER(ctypes.c_uint),  # grid and block
+    ctypes.c_ulonglong,  # shared_mem
+    ctypes.c_int,  # cooperative
+    ctypes.POINTER(ctypes.c_void_p),  # the arguments
+    ctypes.c_char_p,  # the fault message
     ctypes.c_ulonglong,
-    ctypes.POINTER(ctypes.c_void_p),
-    ctypes.c_char_p,
-    ctypes.c_ulonglong,
-    ctypes.POINTER(ctypes.c_ulonglong),
-    ctypes.c_double,
+    ctypes.POINTER(ctypes.c_ulonglong),  # the faulting address
+    ctypes.c_double,  # TIMEOUT_S
+    ctypes.c_double,  # SPIN_TIMEOUT_S
 )
 
 
@@ -246,10 +256,17 @@ class Function:
             pointers[i] = ctypes.addressof(cell)
         return pointers, keep
 
-    def launch(self, grid, block, shared_mem: int, args: Sequence) -> None:
+    def launch(self, grid, block, shared_mem: int, args: Sequence, *, cooperative: bool = False) -> None:
         """Runs the kernel on (grid, block) with shared_mem bytes of dynamic
         shared memory. TypeError/ValueError for misuse by the host; KernelFault
-        for a bug of the kernel (after the launch, every buffer's canary is checked)."""
+        for a bug of the kernel (after the launch, every buffer's canary is checked).
+
+        cooperative: every block runs at once (grid x block OS threads, at most
+        MAX_COOPERATIVE_THREADS), each with its own dynamic shared memory, so
+        blocks may wait for each other (a grid barrier). Blocks start last
+        block first, each once those started before it have returned or sleep
+        in __nanosleep. The caller checks the device's co-resident capacity
+        (standin_cupy does, as CUDA would)."""
         g, b = _dims(grid, "grid"), _dims(block, "block")
         shared_mem = int(shared_mem)
         if min(g) < 1 or g[0] > 2**31 - 1 or max(g[1:]) > 65535:
@@ -261,12 +278,17 @@ class Function:
                 f"kernel {self.name}: {shared_mem} bytes of dynamic shared memory (+ {self.static_shared_bytes} "
                 f"static) exceed the {MAX_SHARED_BYTES} bytes of a block"
             )
+        if cooperative:
+            self._check_cooperative(g, b)
         pointers, keep = self._pack(args)
         dims = (ctypes.c_uint * 6)(*g, *b)
         err = ctypes.create_string_buffer(8192)
         addr = ctypes.c_ulonglong(0)
         with _launch_lock:
-            rc = self._launch(dims, shared_mem, pointers, err, len(err), ctypes.byref(addr), TIMEOUT_S)
+            rc = self._launch(
+                dims, shared_mem, int(bool(cooperative)), pointers, err, len(err), ctypes.byref(addr), TIMEOUT_S,
+                SPIN_TIMEOUT_S,
+            )
         del keep
         if rc == 2:
             raise ValueError(err.value.decode(errors="replace"))
@@ -276,6 +298,20 @@ class Function:
                 message += f" ({near})"
             raise KernelFault(message)
         memory.check_all()
+
+    def _check_cooperative(self, g: tuple[int, int, int], b: tuple[int, int, int]) -> None:
+        threads = g[0] * g[1] * g[2] * b[0] * b[1] * b[2]
+        if threads > MAX_COOPERATIVE_THREADS:
+            raise ValueError(
+                f"kernel {self.name}: a cooperative launch of grid {g} x block {b} = {threads} threads; the "
+                f"emulator runs at most {MAX_COOPERATIVE_THREADS} (one OS thread each, all at once)"
+            )
+        # Static __shared__ objects are one per process: blocks running at once would share them.
+        if self.static_shared_bytes:
+            raise ValueError(
+                f"kernel {self.name}: cooperative kernels must use dynamic shared memory only in the emulator "
+                f"(its module has {self.static_shared_bytes} bytes of static __shared__ memory)"
+            )
 
 
 def _example(param: Param) -> str:

@@ -29,9 +29,11 @@
 // Static shared memory: one object per process (one block runs at a time),
 // filled with 0xFF before every block (compiler.py finds these function-local
 // statics by their symbols; namespace-scope __shared__ is not supported).
+// A cooperative launch (all blocks at once) refuses a module that has any.
 #define __shared__ static __attribute__((used))
 // Dynamic shared memory: the current block's buffer of exactly the launch's
-// shared_mem bytes, followed by a PROT_NONE page (kernels/common.cuh).
+// shared_mem bytes, followed by a PROT_NONE page (kernels/common.cuh); each
+// block of a cooperative launch has its own.
 #define DYNAMIC_SHARED_MEMORY(name) unsigned char* const name = ::cudaemu::dynamic_shared()
 
 // ---- vector types, with CUDA's alignment ----
@@ -144,9 +146,6 @@ inline std::common_type_t<A, B> max(A a, B b) {
 // ---- memory ----
 template <typename T>
 inline T __ldg(const T* p) { return *p; }
-inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
-inline void __threadfence_block() { std::atomic_thread_fence(std::memory_order_seq_cst); }
-inline void __threadfence_system() { std::atomic_thread_fence(std::memory_order_seq_cst); }
 
 // ---- atomics: std::atomic_ref on the device word ----
 #define CUDAEMU_ATOMIC(NAME, EXPR)                                                   \
@@ -182,8 +181,44 @@ inline T atomicCAS(T* address, T compare, T val) {
 }
 template <typename T>
 inline T atomicAdd_block(T* address, T val) { return atomicAdd(address, val); }
+// ((old >= val) ? 0 : old + 1) and ((old == 0 || old > val) ? val : old - 1), atomically.
+inline unsigned atomicInc(unsigned* address, unsigned val) {
+    std::atomic_ref<unsigned> a(*address);
+    unsigned old = a.load();
+    while (!a.compare_exchange_weak(old, old >= val ? 0u : old + 1u)) {}
+    return old;
+}
+inline unsigned atomicDec(unsigned* address, unsigned val) {
+    std::atomic_ref<unsigned> a(*address);
+    unsigned old = a.load();
+    while (!a.compare_exchange_weak(old, old == 0u || old > val ? val : old - 1u)) {}
+    return old;
+}
 
 #include "runtime.h"
+
+// ---- fences and sleeps: where a kernel spins waiting for other blocks ----
+// Volatile reads of device memory are plain loads g++ does not hoist out of a
+// loop; with the seq_cst atomics above and these fences (x86: TSO) a spin on a
+// flag another block sets sees it. The fences and __nanosleep also stop the
+// thread once the launch has failed, so a spinning thread cannot outlive it.
+inline void __threadfence() {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    ::cudaemu::poll_fault();
+}
+inline void __threadfence_block() { __threadfence(); }
+// The SM's cycle counter; the emulator's clock runs at 1 GHz (nanoseconds of CLOCK_MONOTONIC).
+inline long long clock64() {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+inline void __threadfence_system() { __threadfence(); }
+// Really sleeps (1 us doubling to 1 ms while the thread keeps calling it), so
+// spinners leave the CPU to the threads they wait for (runtime.h, nanosleep_).
+inline void __nanosleep(unsigned ns, std::source_location loc = std::source_location::current()) {
+    ::cudaemu::nanosleep_(ns, loc.line());
+}
 
 // ---- synchronisation: real barriers (runtime.h); call sites tagged by line:column ----
 inline void __syncthreads(std::source_location loc = std::source_location::current()) {

@@ -9,10 +9,14 @@ no GPU is (see tests/conftest.py).
   with g++ (compiler.py); a kernel call checks each argument against the
   kernel's parameter types (a pointer's dtype, a scalar's width), as the GPU
   silently would not.
+- A kernel call with ``enable_cooperative_groups=True`` is a cooperative
+  launch (every block resident at once; compiler.Function.launch): refused,
+  as CUDA refuses it, where the grid exceeds what the device's SMs hold at once.
 - Streams record launches while capturing and a graph replays them.
 - ``counters`` counts kernel launches, graph launches, host-to-device copies
-  and synchronisations (device-to-host reads and explicit waits), so tests can
-  hold the library to launch and synchronisation budgets.
+  and synchronisations (device-to-host reads and explicit waits), and keeps
+  the largest allocation, so tests can hold the library to launch,
+  synchronisation and memory budgets.
 - ``device_attributes`` are settable (a small shared-memory limit forces the
   large-shape paths); fastsoftmax.cuda caches them, so clear its
   ``_attribute`` cache after a change (the ``cupy_module`` fixture of
@@ -39,6 +43,7 @@ class Counters:
     graph_launches: int = 0
     host_to_device: int = 0
     syncs: int = 0  # the host waited for the device: a read of device memory, or synchronize()
+    largest_allocation: int = 0  # bytes of the largest device array allocated
 
     def reset(self):
         for field in dataclasses.fields(self):
@@ -56,7 +61,11 @@ DEFAULT_ATTRIBUTES = {
     "MaxSharedMemoryPerBlock": 49152,
     "MaxThreadsPerBlock": 1024,
     "WarpSize": 32,
+    "MaxSharedMemoryPerMultiprocessor": 233472,
+    "CooperativeLaunch": 1,
 }
+# Threads an SM holds at once (sm_80/sm_90), for the co-resident blocks of a cooperative launch.
+MAX_THREADS_PER_SM = 2048
 device_attributes = dict(DEFAULT_ATTRIBUTES)
 DEVICE_NAME = b"cudaemu (CUDA kernels emulated on the CPU)"
 
@@ -157,6 +166,20 @@ for _name in ("neg", "pos", "abs", "invert"):
     setattr(ndarray, f"__{_name}__", lambda self, _n=_name: _call(getattr(np.ndarray, f"__{_n}__"), self))
 
 
+def _in_place(name):
+    def op(self, other):
+        getattr(self._a, name)(_operand(other))  # NumPy's in-place operator on the device data
+        return self
+
+    op.__name__ = name
+    return op
+
+
+# a -= x updates a, as in CuPy (without these Python would bind a new array to a).
+for _name in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "and", "or", "xor"):
+    setattr(ndarray, f"__i{_name}__", _in_place(f"__i{_name}__"))
+
+
 def _capturing():
     return _current_stream().capturing
 
@@ -172,6 +195,7 @@ def _empty(shape, dtype):
     dtype = np.dtype(dtype)
     shape = (shape,) if np.isscalar(shape) else tuple(shape)
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    counters.largest_allocation = max(counters.largest_allocation, nbytes)
     buffer = memory.allocate(nbytes)
     return ndarray(buffer.array.view(dtype).reshape(shape), buffer)
 
@@ -192,9 +216,12 @@ def _wrap(result, parent=None):
 
 
 def _operand(value):
-    """A device array's data; NumPy arrays are host memory (CuPy refuses them), Python scalars pass."""
+    """A device array's data (also inside a list, as cupy.stack takes them); NumPy arrays are host
+    memory (CuPy refuses them), Python scalars pass."""
     if isinstance(value, ndarray):
         return value._a
+    if isinstance(value, list):
+        return [_operand(v) for v in value]
     if isinstance(value, np.ndarray) and value.ndim > 0:
         raise TypeError(f"a NumPy array ({value.shape}) mixed with device arrays; copy it with cupy.asarray first")
     return value
@@ -299,7 +326,7 @@ class _Kernel:
     def name(self):
         return self._function.name
 
-    def __call__(self, grid, block, args, *, shared_mem=0, stream=None):
+    def __call__(self, grid, block, args, *, shared_mem=0, stream=None, enable_cooperative_groups=False):
         grid, block = _dim3(grid), _dim3(block)
         if shared_mem > self.max_dynamic_shared_size_bytes:
             raise RuntimeError(
@@ -308,12 +335,36 @@ class _Kernel:
             )
         if shared_mem + self.shared_size_bytes > device_attributes["MaxSharedMemoryPerBlockOptin"]:
             raise RuntimeError(f"cudaErrorInvalidValue: {self.name} needs more shared memory than the device has")
-        launch = (self, grid, block, int(shared_mem), self._arguments(args))
+        cooperative = bool(enable_cooperative_groups)
+        if cooperative:
+            self._check_coresident(grid, block, int(shared_mem))
+        launch = (self, grid, block, int(shared_mem), self._arguments(args), cooperative)
         current = _current_stream()
         if current.capturing:
             current.captured.append(launch)
         else:
             _run(launch)
+
+    def max_coresident_blocks(self, block, shared_mem):
+        """Blocks of this kernel the device holds at once: per SM, as many as
+        its threads and its shared memory allow (simplified: no register limit)."""
+        threads = block[0] * block[1] * block[2]
+        per_sm = max(1, MAX_THREADS_PER_SM // threads)
+        per_block = shared_mem + self.shared_size_bytes
+        if per_block:
+            per_sm = min(per_sm, device_attributes["MaxSharedMemoryPerMultiprocessor"] // per_block)
+        return device_attributes["MultiProcessorCount"] * per_sm
+
+    def _check_coresident(self, grid, block, shared_mem):
+        if not device_attributes["CooperativeLaunch"]:
+            raise RuntimeError(f"cudaErrorNotSupported: {self.name}: the device does not support cooperative launches")
+        blocks, limit = grid[0] * grid[1] * grid[2], self.max_coresident_blocks(block, shared_mem)
+        if blocks > limit:
+            raise RuntimeError(
+                f"cudaErrorCooperativeLaunchTooLarge: too many blocks in cooperative launch: {self.name} asks for "
+                f"{blocks} blocks of {block} threads and {shared_mem} bytes of dynamic shared memory, the device "
+                f"holds {limit} at once"
+            )
 
     def _arguments(self, args):
         params = self._function.params
@@ -343,9 +394,9 @@ def _dim3(dims):
 
 
 def _run(launch):
-    kernel, grid, block, shared_mem, args = launch
+    kernel, grid, block, shared_mem, args, cooperative = launch
     counters.launches += 1
-    kernel._function.launch(grid, block, shared_mem, args)
+    kernel._function.launch(grid, block, shared_mem, args, cooperative=cooperative)
 
 
 class RawModule:

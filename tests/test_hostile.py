@@ -1,0 +1,143 @@
+"""Hostile input through the command lines, each in a subprocess whose address space is capped.
+
+Under RLIMIT_AS of LIMIT a process cannot map more than that: an input that
+made it allocate gigabytes before answering would end in a MemoryError or a
+kill, not in the one-line error asserted here. A normal run fits well under
+the limit (checked first), Numba's compiler included.
+"""
+
+import gzip
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from idxdata import idx_bytes, make_dataset_dir, write_idx
+
+from fastsoftmax.datasets import FILES
+
+LIMIT = 3 * 2**30  # bytes of address space
+ROOT = Path(__file__).parents[1]
+
+
+def limited(*args, timeout=120):
+    """(exit status, stdout, stderr) of `python -m fastsoftmax.<args>` under the address-space limit."""
+    proc = subprocess.Popen([sys.executable, "-m", *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=environment(), preexec_fn=cap)
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err
+
+
+def environment():
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", "FASTSOFTMAX_NO_DOWNLOAD": "1"}
+    env.pop("FASTSOFTMAX_DATA", None)
+    return env
+
+
+def cap():
+    resource.setrlimit(resource.RLIMIT_AS, (LIMIT, LIMIT))
+
+
+def assert_one_line(err, *fragments):
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    for fragment in fragments:
+        assert fragment in err, err
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    return make_dataset_dir(tmp_path / "data", n_train=300, n_test=50)
+
+
+def test_a_normal_run_fits_under_the_limit(data_dir, tmp_path):
+    code, out, err = limited("fastsoftmax.train", "--data-dir", data_dir, "--device", "cpu", "--epochs", "2",
+                             "--save", tmp_path / "m.npz")
+    assert code == 0, err
+    code, out, err = limited("fastsoftmax.predict", "--model", tmp_path / "m.npz", "--data-dir", data_dir,
+                             "--out", tmp_path / "figs")
+    assert code == 0, err
+
+
+def test_a_gzip_bomb_is_refused_after_its_header(data_dir):
+    """6 MB of .gz inflating to 4 GiB, with a header that matches the other files."""
+    zeros = gzip.compress(bytes(2**26), compresslevel=9)  # 64 MiB of zeros in 65 KB
+    bomb = data_dir / f"{FILES[0]}.gz"
+    bomb.write_bytes(gzip.compress(idx_bytes(np.zeros((300, 4, 4), np.uint8))) + zeros * 64)
+    code, out, err = limited("fastsoftmax.train", "--data-dir", data_dir, "--device", "cpu")
+    assert code == 1
+    assert_one_line(err, f"{bomb}: file has trailing bytes (expected 4800 bytes of data for shape (300, 4, 4)")
+
+
+@pytest.mark.parametrize("count", [2**30 // 16, 2**32 - 1])
+def test_idx_headers_claiming_gigabytes_are_refused_before_reading(data_dir, count):
+    """Headers that agree with each other, claiming 1 GiB (the set's limit) or 64 GiB, and no data."""
+    for stem, shape in zip(FILES[:2], [(count, 4, 4), (count,)]):
+        path = data_dir / stem
+        (data_dir / f"{stem}.gz").unlink()
+        path.write_bytes(idx_bytes(np.zeros((0,) + shape[1:], np.uint8))[:4] + np.asarray(shape, ">u4").tobytes())
+    code, out, err = limited("fastsoftmax.train", "--data-dir", data_dir, "--device", "cpu")
+    assert code == 1
+    assert_one_line(err, "the four files claim", "a data set may hold here")
+
+
+def test_a_model_claiming_gigabytes_is_refused_from_its_header(data_dir, tmp_path):
+    """An .npz whose weights' header claims 8 GiB (compressed zeros would hold them in a few MB)."""
+    header = repr({"descr": "<f4", "fortran_order": False, "shape": (2**16, 2**15)}).encode()
+    header += b" " * (63 - len(header) % 64) + b"\n"
+    path = tmp_path / "m.npz"
+    np.savez(path, format=np.array("fastsoftmax.SoftmaxRegression/1"), intercept=np.zeros(2**16, np.float32),
+             params=np.array("{}"), history=np.array("[]"))
+    with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED) as z, z.open("coef.npy", "w") as f:
+        f.write(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header)
+        for _ in range(64):
+            f.write(bytes(2**20))  # 64 MiB of the 8 GiB: enough to show it is never read
+    for command in (["fastsoftmax.predict", "--model", path, "--data-dir", data_dir, "--out", tmp_path / "figs"],
+                    ["fastsoftmax.train", "--resume", path, "--data-dir", data_dir, "--device", "cpu"]):
+        code, out, err = limited(*command)
+        assert code == 1
+        assert_one_line(err, "'coef' array claims shape (65536, 32768) of float32, 8,589,934,592 bytes")
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--epochs", str(10**10)], "argument --epochs: must be an integer >= 1 and <= 2147483647"),
+    (["--batch-size", str(2**63)], "argument --batch-size: must be an integer >= 1 and <= 2147483647"),
+])
+def test_absurd_counts_are_usage_errors(data_dir, flags, message):
+    code, out, err = limited("fastsoftmax.train", "--data-dir", data_dir, *flags)
+    assert code == 2
+    assert_one_line(err, message)
+
+
+def test_a_billion_epochs_start_at_once_and_sigterm_cleans_up(data_dir, tmp_path):
+    """Nothing is sized by epochs x steps: the first epochs run at once; SIGTERM leaves the last checkpoint."""
+    out_dir = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "fastsoftmax.train", "--data-dir", str(data_dir), "--device",
+                             "cpu", "--epochs", str(10**9), "--batch-size", "16", "--save", str(out_dir / "m.npz")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment(),
+                            preexec_fn=cap)
+    try:
+        for line in proc.stdout:
+            if line.startswith(f"epoch 3/{10**9}"):
+                break
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err
+    assert "terminated; the last finished epoch (" in err and f") is in {out_dir / 'm.npz'}" in err
+    assert [p.name for p in out_dir.iterdir()] == ["m.npz"]  # no .tmp, no .lock
+    with np.load(out_dir / "m.npz") as f:  # the epoch the message names, 2 or 3 (SIGTERM may come mid-save)
+        assert f"epoch ({len(json.loads(str(f['history'])))})" in err
+
+
+def test_labels_beyond_the_data_set_are_refused(data_dir):
+    write_idx(data_dir / f"{FILES[1]}.gz", np.full(300, 255, np.uint8))
+    code, out, err = limited("fastsoftmax.train", "--data-dir", data_dir, "--device", "cpu")
+    assert code == 1
+    assert_one_line(err, "label 255 at index 0 is out of range [0, 10)")
