@@ -6,9 +6,9 @@ of tests/cudaemu (the same kernels/*.cu, compiled with g++):
   instantiation that the backend may name compiles with nvcc for sm_80 and
   sm_90 and with NVRTC (where CuPy is installed);
 - the paths the small shared cases miss (blocks that loop over many tiles,
-  rows that are not vector aligned, the Fashion-MNIST width), a cached epoch
-  graph replayed with a new order and new learning rates, bit-reproducible
-  training;
+  rows that are not vector aligned, the Fashion-MNIST width), the cached
+  epoch launch run again with a new order and a new first step,
+  bit-reproducible training;
 - SoftmaxRegression(device="cuda") and the training command line, against the CPU;
 - in emulation, a bug planted in a kernel makes the shared cases fail.
 """
@@ -121,8 +121,9 @@ def test_many_tiles_per_block(cupy_module, x_dtype, w_dtype, misaligned):
 
 def run_epochs(cp, X, y, W, b, x_scale, epochs, batch, seed=0):
     """Epochs of train_epoch on the device, each with its own order, one cosine
-    schedule across them (so the cached graph replays with new rows and a new
-    first step); returns (W, b, [(order, lrs, loss_sum, correct) per epoch]) on the host."""
+    schedule across them (so the cached epoch launch runs again with new rows
+    and a new first step); returns (W, b, [(order, lrs, loss_sum, correct) per
+    epoch]) on the host."""
     n = X.shape[0]
     rng = np.random.default_rng(seed)
     Xd, yd, Wd, bd = cp.asarray(X), cp.asarray(y), cp.asarray(W), cp.asarray(b)
@@ -142,9 +143,9 @@ def run_epochs(cp, X, y, W, b, x_scale, epochs, batch, seed=0):
 @pytest.mark.cuda
 @pytest.mark.parametrize("w_dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("x_dtype", [np.uint8, np.float32])
-def test_replayed_epochs_match_reference(cupy_module, x_dtype, w_dtype):
-    """Fashion-MNIST's width and batch size; the second and third epochs
-    replay the cached graph with new orders and learning rates."""
+def test_repeated_epochs_match_reference(cupy_module, x_dtype, w_dtype):
+    """Fashion-MNIST's width and batch size; the second and third epochs reuse
+    the cached epoch launch with new orders and learning rates."""
     X, W, b, y, x_scale = make_problem(1500, 784, 10, x_dtype, w_dtype, seed=2)
     got_W, got_b, stats = run_epochs(cupy_module, X, y, W, b, x_scale, epochs=3, batch=256)
     r_W, r_b = W, b
