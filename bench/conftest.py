@@ -19,13 +19,19 @@ from fastsoftmax.backend import cuda_available, device_name
 
 
 @pytest.fixture(scope="session")
-def data():
-    """Fashion-MNIST's training set: uint8 pixels (60000, 784) and int64 labels."""
+def fashion():
+    """Fashion-MNIST: uint8 pixels and int64 labels, (x_train, y_train, x_test, y_test)."""
     try:
         d = fs.load_dataset("fashion-mnist")
     except (fs.DatasetNotFoundError, OSError) as e:
         pytest.skip(f"Fashion-MNIST is not available ({e}); run `make data`")
-    return d.x_train, d.y_train.astype(np.int64)
+    return d.x_train, d.y_train.astype(np.int64), d.x_test, d.y_test.astype(np.int64)
+
+
+@pytest.fixture(scope="session")
+def data(fashion):
+    """Fashion-MNIST's training set: uint8 pixels (60000, 784) and int64 labels."""
+    return fashion[:2]
 
 
 def _cpu_model():

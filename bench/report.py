@@ -93,6 +93,14 @@ def markdown(groups, run):
                 cell += f" ({ours['stats']['median'] / b['stats']['median']:.2f})"
             cells.append(f"**{cell}**" if peer == OURS else cell)
         lines.append(f"| {group} | " + " | ".join(cells) + " |")
+    rates = {g: bs[OURS] for g, bs in groups.items() if OURS in bs and "sgemm_gflops" in bs[OURS]["extra_info"]}
+    if rates:  # the shape matrix (bench/bench_shapes.py): our rate against the machine's sgemm
+        lines += ["", "Shape matrix: fastsoftmax's rate (4 n d k FLOP a gradient or epoch) and its share of "
+                  "the machine's sgemm rate, measured in the same run:", ""]
+        for group, b in rates.items():
+            gflops = b["extra_info"]["gflop"] / b["stats"]["median"]
+            lines.append(f"- {group}: {gflops:.0f} GFLOP/s, {gflops / b['extra_info']['sgemm_gflops']:.2f} of sgemm's "
+                         f"{b['extra_info']['sgemm_gflops']:.0f}")
     first = {g: bs for g, bs in groups.items() if g.startswith("train_epoch")}
     if first:
         lines += ["", "First call (compilation, or loading it from a cache), not in the medians above:", ""]

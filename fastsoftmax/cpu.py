@@ -457,9 +457,18 @@ def _part_buffers(n, coef):
 
 
 # ---- the backend contract (backend.Backend) ----
+#
+# By shape: the register-tiled kernels above, or, from cpu_blas.BLAS_MIN_CLASSES
+# classes (a measured crossover), cpu_blas's path: sgemm for the two matmuls and
+# a fused Numba pass over each chunk of logits. Imported here, below the
+# kernels it reuses (cpu_blas imports them from this module).
+
+from . import cpu_blas
 
 
 def linear_softmax(X, coef, b, x_scale):
+    if cpu_blas.use_blas(*coef.shape):
+        return cpu_blas.linear_softmax(X, coef, b, x_scale)
     P = np.empty((X.shape[0], coef.shape[0]), coef.dtype)
     _linear_softmax(X, np.arange(X.shape[0]), coef, b, coef.dtype.type(x_scale), P)
     return P
@@ -473,6 +482,8 @@ def softmax_cross_entropy(logits, y):
 
 
 def linear_softmax_cross_entropy(X, coef, b, y, x_scale):
+    if cpu_blas.use_blas(*coef.shape):
+        return cpu_blas.linear_softmax_cross_entropy(X, coef, b, y, x_scale)
     n = X.shape[0]
     t = coef.dtype.type
     part_dcoef, part_db, part_loss, part_hits = _part_buffers(n, coef)
@@ -498,6 +509,9 @@ def shuffle(n, seed, epoch):
 
 
 def train_epoch(X, y, rows, coef, b, batch_size, x_scale, weight_decay, kind, lr, total_steps, start_step):
+    if cpu_blas.use_blas(*coef.shape):
+        return cpu_blas.train_epoch(X, y, rows, coef, b, batch_size, x_scale, weight_decay, kind, lr, total_steps,
+                                    start_step)
     t = coef.dtype.type
     loss_sum, correct = _train_epoch(
         X, y, rows, coef, b, batch_size, t(x_scale), t(weight_decay), kind, float(lr), total_steps, start_step,

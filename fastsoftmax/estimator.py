@@ -1,70 +1,62 @@
-"""SoftmaxRegression: a scikit-learn style estimator over the fused kernels.
+"""SoftmaxRegression: a scikit-learn estimator over the fused kernels.
 
 Hyper-parameters live in __init__ (their defaults and rules in
 hyperparameters.py), learned state in attributes ending in "_", and fit
-returns self. Training is minibatch SGD: fit validates the data once, then
-each epoch is one trusted call of ops.train_epoch (one compiled call on the
-CPU, one CUDA graph on the GPU), so no Python runs per batch.
+returns self; it derives from scikit-learn's BaseEstimator and ClassifierMixin,
+so Pipeline, GridSearchCV, clone and check_estimator take it. This module is
+the scikit-learn face: it validates once per fit, maps any labels to the
+0..k-1 the kernels see, and hands the training to fastsoftmax.solvers (SGD
+epochs, each one trusted ops.train_epoch; or full-batch L-BFGS on the fused
+loss and gradient).
 """
 
 from __future__ import annotations
 
-import json
-import math
-import time
 from pathlib import Path
 
 import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import NotFittedError
+from sklearn.metrics import accuracy_score
+from sklearn.utils import check_array
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import column_or_1d, validate_data
 
-from . import ops
-from .atomic import atomic_write
+from . import ops, solvers
 from .backend import array_module, device_of, resolve_device
 from .hyperparameters import DEFAULTS, HYPERPARAMETERS
-from .npzfile import read_npz
-from .schedules import kind_of, learning_rate
+from .modelfile import BY_DTYPE, FORMAT, LABEL_KINDS, bad_model, read_model, write_model
+from .solvers import TrainingDivergedError, to_numpy
 from .validation import (
     FEATURE_DTYPES,
     MAX_CLASSES,
-    MAX_MODEL_BYTES,
     check_classes,
     check_finite,
-    check_labels,
     check_matrix,
     check_model_size,
 )
 
-# The compute precision of training: float32 is what the kernels run fastest
-# and is ample for a convex model fitted by SGD.
+__all__ = ["FORMAT", "SoftmaxRegression", "TrainingDivergedError"]
+
+# The compute precision of SGD: float32 is what the kernels run fastest and is
+# ample for a convex model fitted by SGD. lbfgs computes in float64, as
+# LogisticRegression does, for uint8 and float64 X (the fused kernel still reads
+# uint8 pixels as they are), and in float32 for float32 X: the caller's choice
+# of speed over the last digits of the optimum.
 COMPUTE_DTYPE = np.float32
+# What validate_data keeps as given; anything else (ints, objects) becomes float64.
+HOST_DTYPES = [np.float64, np.float32, np.uint8]
 
-
-FORMAT = "fastsoftmax.SoftmaxRegression/2"  # /2 added classes and dataset; /1 files still load
-FORMATS = (FORMAT, "fastsoftmax.SoftmaxRegression/1")
-# The most bytes each field of a model file may claim before it is read (npzfile.read_npz):
-# a crafted file is refused from its headers, never loaded whole first.
-FIELD_LIMITS = {"format": 1024, "coef": MAX_MODEL_BYTES, "intercept": 8 * MAX_CLASSES,
-                "classes": 8 * MAX_CLASSES, "params": 2**20, "history": 2**28, "dataset": 1024}
-HISTORY_NUMBERS = ("loss", "train_acc", "lr", "test_acc", "seconds", "train_seconds")  # optional but numeric
-
-
-class TrainingDivergedError(ValueError, FloatingPointError):
-    """The training loss or weights became NaN or inf; the model keeps the last finite epoch."""
-
-    def __init__(self, epoch, loss, lr, weight_decay):
-        self.epoch, self.loss, self.lr, self.weight_decay = epoch, loss, lr, weight_decay
-        self.what = f"the loss became {loss}" if not math.isfinite(loss) else "the weights became NaN or inf"
-        super().__init__(f"training diverged in epoch {epoch}: {self.what} with lr={lr} and "
-                         f"weight_decay={weight_decay}; try a smaller lr or weight_decay (the model keeps "
-                         f"{f'epoch {epoch - 1}' if epoch > 1 else 'its initial'} weights)")
 
 
 def input_scale(X) -> float:
-    """uint8 inputs are pixels in 0..255, scaled to [0, 1] inside the kernels."""
+    """The scale input_scale="auto" picks: uint8 inputs are pixels in 0..255, scaled to [0, 1]."""
     return 1.0 / 255.0 if X.dtype == np.uint8 else 1.0
 
 
-class SoftmaxRegression:
-    """Multinomial logistic regression trained by minibatch SGD.
+class SoftmaxRegression(ClassifierMixin, BaseEstimator):
+    """Multinomial logistic regression, by minibatch SGD or full-batch L-BFGS.
 
     Parameters (fastsoftmax.hyperparameters.HYPERPARAMETERS)
     ----------
@@ -72,11 +64,16 @@ class SoftmaxRegression:
 
     Attributes
     ----------
-    coef_ : (n_classes, n_features) float32 weights, as in scikit-learn.
+    coef_ : (n_classes, n_features) weights, as in scikit-learn (float32; float64 from
+        lbfgs on uint8 or float64 X).
     intercept_ : (n_classes,) biases.
-    classes_ : the class labels, 0..k-1 (int64).
-    history_ : one dict per epoch: epoch, loss, train_acc, test_acc (with an
-        eval_set), lr, seconds.
+    classes_ : the class labels, sorted (the kernels see their indices 0..k-1).
+    n_features_in_, feature_names_in_ (from a DataFrame with string column names).
+    input_scale_ : the scale X is multiplied by (input_scale, or what "auto" chose at fit).
+    n_iter_ : lbfgs: the iterations run; sgd: the epochs in history_.
+    history_ : one dict per epoch (sgd: epoch, loss, train_acc, test_acc with an
+        eval_set, lr, seconds) or per iteration (lbfgs: epoch = the iteration, loss =
+        the penalised objective, grad_max, train_acc, test_acc, seconds).
 
     fit never changes an array the caller holds: it trains copies, and each
     epoch sets coef_ and intercept_ to new arrays (on either device). After a
@@ -84,87 +81,187 @@ class SoftmaxRegression:
     one synchronisation (its loss and hits) unless a callback reads them.
     """
 
-    def __init__(self, epochs=DEFAULTS["epochs"], batch_size=DEFAULTS["batch_size"], lr=DEFAULTS["lr"],
-                 schedule=DEFAULTS["schedule"], weight_decay=DEFAULTS["weight_decay"], seed=DEFAULTS["seed"],
-                 device=DEFAULTS["device"], warm_start=DEFAULTS["warm_start"]):
+    def __init__(self, solver=DEFAULTS["solver"], epochs=DEFAULTS["epochs"], batch_size=DEFAULTS["batch_size"],
+                 lr=DEFAULTS["lr"], schedule=DEFAULTS["schedule"], weight_decay=DEFAULTS["weight_decay"],
+                 C=DEFAULTS["C"], tol=DEFAULTS["tol"], max_iter=DEFAULTS["max_iter"],
+                 input_scale=DEFAULTS["input_scale"], seed=DEFAULTS["seed"], device=DEFAULTS["device"],
+                 warm_start=DEFAULTS["warm_start"]):
         given = locals()
-        self.set_params(**{p.name: given[p.name] for p in HYPERPARAMETERS})
-
-    def get_params(self, deep=True):
-        return {p.name: getattr(self, p.name) for p in HYPERPARAMETERS}
-
-    def set_params(self, **params):
-        for name, value in params.items():
-            if name not in DEFAULTS:
-                raise ValueError(f"unknown parameter {name!r}; known: {', '.join(DEFAULTS)}")
-            setattr(self, name, value)
-        return self
+        for p in HYPERPARAMETERS:  # stored as given: scikit-learn's rule; fit checks them
+            setattr(self, p.name, given[p.name])
 
     def validate_params(self):
-        """Raise ValueError naming the first bad hyper-parameter."""
+        """Raise ValueError naming the first bad hyper-parameter, or one its solver does not use."""
         for p in HYPERPARAMETERS:
             p.check(getattr(self, p.name))
+        if self.solver == "sgd" and self.C != DEFAULTS["C"]:
+            raise ValueError(f"C={self.C!r} is the lbfgs penalty; solver='sgd' takes weight_decay instead")
+        if self.solver == "lbfgs" and self.weight_decay != DEFAULTS["weight_decay"]:
+            raise ValueError(f"weight_decay={self.weight_decay!r} is the sgd penalty; solver='lbfgs' takes C "
+                             "instead (LogisticRegression's C: the mean loss + ||W||^2 / (2 C n))")
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags
 
     # ---- training ----
 
     def fit(self, X, y, eval_set=None, callback=None, *, classes=None):
-        """Fit on X (n, d) uint8/float32/float64 (finite) and labels y in [0, k).
+        """Fit on X (n, d) (finite numbers; uint8, float32 and float64 are used as given) and labels y.
 
-        classes: the model's classes, a count k or the labels 0..k-1 (such as
-        ``range(k)`` or a data set's ``classes``), which y need not all hold;
-        by default 0 to the largest label in y and eval_set (or the fitted
-        model's when warm). eval_set=(X_test, y_test) adds test accuracy to
-        each epoch's record; callback(model, record) runs after each epoch,
-        with coef_ and intercept_ already holding that epoch's weights (for
-        checkpoints). A loss or weights that become NaN or inf stop the fit
-        with TrainingDivergedError, the model left at the last finite epoch.
+        classes: the model's classes, the labels (any scikit-learn takes:
+        strings, negative or gappy integers) or a count k for 0..k-1, such as a
+        data set's ``classes``; y need not hold them all. By default the labels
+        in y and eval_set (or the fitted model's when warm). eval_set=(X_test,
+        y_test) adds test accuracy to each epoch's record; callback(model,
+        record) runs after each epoch (lbfgs: iteration), with coef_ and
+        intercept_ already holding its weights (for checkpoints). An SGD loss or
+        weights that become NaN or inf stop the fit with TrainingDivergedError,
+        the model left at the last finite epoch. Ctrl-C during lbfgs leaves the
+        model at the last iterate.
         """
         self.validate_params()
         xp = array_module(resolve_device(self.device))
+        warm = self.warm_start and self._fitted()
         # Checked once here; every epoch below takes ops' trusted path.
-        X = check_finite(check_matrix(X, "X", xp, FEATURE_DTYPES), "X", xp)
-        n, d = X.shape
-        n_classes = self._n_classes(y, eval_set, classes, d)
-        y = check_labels(y, n, n_classes, xp)
-        if eval_set is not None:
-            X_eval, y_eval = eval_set
-            X_eval = check_finite(check_matrix(X_eval, "eval_set X", xp, FEATURE_DTYPES), "eval_set X", xp)
-            if X_eval.shape[1] != d:
-                raise ValueError(f"eval_set X has {X_eval.shape[1]} features, but X has {d}")
-            y_eval = check_labels(y_eval, X_eval.shape[0], n_classes, xp)
-
-        first_epoch = self._start(n_classes, d)
+        X, y = self._checked_data(X, y, xp, reset=not warm)
+        labels = [y] + ([eval_set[1]] if eval_set is not None else [])
+        classes_ = self._fit_classes(labels, classes, warm)
+        check_model_size(len(classes_), X.shape[1], f"{len(classes_):,} classes")
+        y = _encode(y, classes_, xp, "y")
+        evaluate = self._evaluator(eval_set, classes_, xp, X.shape[1])
+        if not warm:
+            self._reset(classes_, X)
+        x_scale = self._scale_of(X)
+        if self.solver == "lbfgs":
+            dtype = np.float32 if X.dtype == np.float32 else np.float64  # see COMPUTE_DTYPE
+            coef, b = xp.array(self.coef_, dtype=dtype, order="C"), xp.array(self.intercept_, dtype=dtype)
+            first = len(self.history_)
+            self.n_iter_ = solvers.lbfgs(xp, X, y, coef, b, C=float(self.C), tol=float(self.tol),
+                                         max_iter=int(self.max_iter), x_scale=x_scale,
+                                         evaluate=lambda W, bias: evaluate(W, bias, x_scale),
+                                         publish=self._publisher(callback, first))
+            return self
         coef = xp.array(self.coef_, dtype=COMPUTE_DTYPE, order="C")  # copies: fit trains its own
         b = xp.array(self.intercept_, dtype=COMPUTE_DTYPE)
-        steps = math.ceil(n / self.batch_size)
-        schedule = dict(batch_size=int(self.batch_size), lr=float(self.lr), schedule=self.schedule,
-                        total_steps=self.epochs * steps, weight_decay=float(self.weight_decay))
-        x_scale = input_scale(X)
-        saved = xp.empty_like(coef), xp.empty_like(b)  # the weights a diverged epoch goes back to
-        for epoch in range(first_epoch, self.epochs):
-            start = time.perf_counter()
-            saved[0][...], saved[1][...] = coef, b  # on the device: no synchronisation
-            loss_sum, correct = ops.train_epoch(X, y, coef.T, b, seed=int(self.seed), epoch=epoch,
-                                                start_step=epoch * steps, x_scale=x_scale, check_input=False,
-                                                **schedule)
-            # The epoch's one synchronisation: its loss, its hits and whether the weights stayed finite.
-            loss, hits, finite = _read(xp, loss_sum, correct, xp.isfinite(coef).all() & xp.isfinite(b).all())
-            rate = learning_rate(kind_of(self.schedule), float(self.lr), self.epochs * steps, epoch * steps)
-            record = {"epoch": epoch + 1, "loss": loss / n, "train_acc": hits / n, "lr": float(COMPUTE_DTYPE(rate))}
-            record["train_seconds"] = time.perf_counter() - start
-            if not (math.isfinite(loss) and finite):
-                coef[...], b[...] = saved
-                self._weights_from(coef, b)
-                raise TrainingDivergedError(record["epoch"], record["loss"], self.lr, self.weight_decay)
-            if eval_set is not None:
-                scores = ops.linear_softmax(X_eval, coef.T, b, x_scale=input_scale(X_eval), check_input=False)
-                record["test_acc"] = ops.accuracy(scores, y_eval, check_input=False)
-            record["seconds"] = time.perf_counter() - start
-            self._weights_from(coef, b)
-            self.history_.append(record)
-            if callback is not None:
-                callback(self, record)
+        solvers.sgd(xp, X, y, coef, b, first_epoch=len(self.history_), epochs=int(self.epochs),
+                    batch_size=int(self.batch_size), lr=float(self.lr), schedule=self.schedule,
+                    weight_decay=float(self.weight_decay), seed=int(self.seed), x_scale=x_scale,
+                    evaluate=lambda W, bias: evaluate(W, bias, x_scale), publish=self._publisher(callback, 0))
+        self.n_iter_ = len(self.history_)
         return self
+
+    @available_if(lambda self: self.solver == "sgd")  # lbfgs has none: hasattr says so, as scikit-learn's
+    def partial_fit(self, X, y, classes=None):
+        """One pass of minibatch SGD over the rows given, at the constant rate lr (solver="sgd" only).
+
+        classes (the labels, or a count) is required on the first call, as in
+        scikit-learn; later calls may repeat it. The rows are visited in the
+        order of (seed, number of passes so far).
+        """
+        self.validate_params()
+        xp = array_module(resolve_device(self.device))
+        first = not self._fitted()
+        if first and classes is None:
+            raise ValueError("classes must be given to the first call of partial_fit: the labels y may hold")
+        X, y = self._checked_data(X, y, xp, reset=first)
+        if first:
+            self._reset(self._fit_classes([y], classes, False), X)
+        elif classes is not None and not np.array_equal(_as_classes(classes), self.classes_):
+            raise ValueError(f"classes={classes!r:.80} differ from the classes_ of the earlier calls")
+        y = _encode(y, self.classes_, xp, "y")
+        coef = xp.array(self.coef_, dtype=COMPUTE_DTYPE, order="C")
+        b = xp.array(self.intercept_, dtype=COMPUTE_DTYPE)
+        done = len(self.history_)
+        solvers.sgd(xp, X, y, coef, b, first_epoch=done, epochs=done + 1, batch_size=int(self.batch_size),
+                    lr=float(self.lr), schedule="constant", weight_decay=float(self.weight_decay),
+                    seed=int(self.seed), x_scale=self._scale_of(X), evaluate=lambda W, bias: None,
+                    publish=self._publisher(None, 0))
+        self.n_iter_ = len(self.history_)
+        return self
+
+    def _fitted(self):
+        return "classes_" in vars(self)
+
+    def _checked_data(self, X, y, xp, reset):
+        """X (validated once, on X's device or moved to xp's) and y as given (1-D)."""
+        if device_of(X) == "cuda":  # CuPy arrays: scikit-learn's checks would copy them to the host
+            X = check_finite(check_matrix(X, "X", xp, FEATURE_DTYPES), "X", xp)
+            if reset:
+                self.n_features_in_ = X.shape[1]
+                self.__dict__.pop("feature_names_in_", None)
+            elif X.shape[1] != self.n_features_in_:
+                raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                                 f"{self.n_features_in_} features as input")
+            y = xp.asarray(y)
+            if y.ndim != 1 or y.shape[0] != X.shape[0]:
+                raise ValueError(f"y must have shape ({X.shape[0]},), one label per row, got {y.shape}")
+            return X, y
+        X, y = validate_data(self, X, y, reset=reset, dtype=HOST_DTYPES, order="C")
+        check_classification_targets(y)
+        return xp.asarray(X), y
+
+    def _fit_classes(self, labels, classes, warm):
+        """The classes: `classes`, else the fitted model's when warm, else the labels seen."""
+        if classes is not None:
+            found = _as_classes(classes)
+            if warm and not np.array_equal(found, self.classes_):
+                raise ValueError(f"classes has {len(found)} classes, but the fitted model has "
+                                 f"{len(self.classes_)}: {self.classes_!r:.80}")
+            return found
+        if warm:
+            return self.classes_
+        found = _as_classes(np.unique(np.concatenate([_host_labels(a) for a in labels])), seen=True)
+        return found
+
+    def _reset(self, classes_, X):
+        """Zero weights (the loss is convex) for classes_, an empty history, the input scale."""
+        k, d = len(classes_), X.shape[1]
+        self.classes_ = classes_
+        self.coef_ = np.zeros((k, d), COMPUTE_DTYPE)
+        self.intercept_ = np.zeros(k, COMPUTE_DTYPE)
+        self.input_scale_ = input_scale(X) if self.input_scale == "auto" else float(self.input_scale)
+        self.history_ = []
+
+    def _scale_of(self, X):
+        """The factor X is multiplied by: the model's, whatever X's dtype (files of format /1-/2: by dtype)."""
+        return input_scale(X) if self.input_scale_ == BY_DTYPE else self.input_scale_
+
+    def _evaluator(self, eval_set, classes_, xp, n_features):
+        if eval_set is None:
+            return lambda W, b, x_scale: None
+        X_eval, y_eval = eval_set
+        if device_of(X_eval) == "cuda":
+            X_eval = check_finite(check_matrix(X_eval, "eval_set X", xp, FEATURE_DTYPES), "eval_set X", xp)
+        else:
+            X_eval = xp.asarray(check_array(X_eval, dtype=HOST_DTYPES, order="C", input_name="eval_set X"))
+        if X_eval.shape[1] != n_features:
+            raise ValueError(f"eval_set X has {X_eval.shape[1]} features, but X has {n_features}")
+        y_eval = _encode(y_eval if device_of(y_eval) == "cuda" else column_or_1d(y_eval), classes_, xp,
+                         "eval_set y")
+        if y_eval.shape[0] != X_eval.shape[0]:
+            raise ValueError(f"eval_set y has {y_eval.shape[0]} labels, but eval_set X has {X_eval.shape[0]} rows")
+
+        def evaluate(W, b, x_scale):
+            scores = ops.linear_softmax(X_eval, W.T, b, x_scale=x_scale, check_input=False)
+            return ops.accuracy(scores, y_eval, check_input=False)
+
+        return evaluate
+
+    def _publisher(self, callback, first_record):
+        """publish(coef, b, record) for the solvers: the weights, the record, the callback."""
+
+        def publish(coef, b, record):
+            self._weights_from(coef, b)
+            if record is not None:
+                if first_record:
+                    record["epoch"] += first_record
+                self.history_.append(record)
+                if callback is not None:
+                    callback(self, record)
+
+        return publish
 
     # ---- the weights: on the host, copied from the device when first asked ----
 
@@ -172,6 +269,10 @@ class SoftmaxRegression:
         """coef_ and intercept_ are now coef and b, which fit may go on training:
         a read of either copies both (on a GPU, only then: a callback that
         does not read them costs no transfer)."""
+        if device_of(coef) != "cuda":  # on the host, a copy now: predict then leaves __dict__ as it is
+            self.__dict__.pop("_trained", None)
+            self._coef, self._intercept = np.array(coef), np.array(b)
+            return
         self.__dict__.pop("_coef", None)
         self.__dict__.pop("_intercept", None)
         self._trained = coef, b
@@ -180,7 +281,7 @@ class SoftmaxRegression:
         trained = self.__dict__.pop("_trained", None)
         if trained is not None:  # one transfer for both; a copy on the CPU too, which fit goes on training
             coef, b = trained
-            both = _to_numpy(array_module(device_of(coef)).concatenate([coef.ravel(), b]))
+            both = to_numpy(array_module(device_of(coef)).concatenate([coef.ravel(), b]))
             self._coef, self._intercept = both[: coef.size].reshape(coef.shape), both[coef.size :]
 
     @property
@@ -211,166 +312,156 @@ class SoftmaxRegression:
 
     def __getstate__(self):
         self._host_weights()  # a pickle holds host arrays, never device ones
-        return self.__dict__.copy()
+        return super().__getstate__()
 
-    def _n_classes(self, y, eval_set, classes, n_features):
-        """Classes are 0..k-1, k from `classes`, else the fitted model when warm, else the labels seen."""
-        warm = self.warm_start and hasattr(self, "coef_")
-        if classes is not None:
-            k = check_classes(classes)
-            if warm and k != self.coef_.shape[0]:
-                raise ValueError(f"classes has {k} classes, but the fitted model has {self.coef_.shape[0]}")
-            check_model_size(k, n_features, f"classes of {k}")
-            return k
-        if warm:
-            return self.coef_.shape[0]
-        labels = [y] + ([eval_set[1]] if eval_set is not None else [])
-        arrays = [array_module(device_of(a)).asarray(a) for a in labels]
-        # Labels that are not integers, or none, are check_labels' to name.
-        top = max([int(a.max()) for a in arrays if a.size and a.dtype.kind in "iu"], default=1)
-        check_model_size(top + 1, n_features, f"labels up to {top}")
-        return max(2, top + 1)
-
-    def _start(self, n_classes, n_features):
-        """Initial weights (zeros: the loss is convex) and the first epoch to run."""
-        if self.warm_start and hasattr(self, "coef_"):
-            if self.coef_.shape[1] != n_features:
-                raise ValueError(
-                    f"the fitted model has {self.coef_.shape[1]} features, but X has {n_features}"
-                )
-            return len(self.history_)
-        self.coef_ = np.zeros((n_classes, n_features), COMPUTE_DTYPE)
-        self.intercept_ = np.zeros(n_classes, COMPUTE_DTYPE)
-        self.classes_ = np.arange(n_classes)
-        self.history_ = []
-        return 0
 
     # ---- inference ----
 
-    def _weights_like(self, X):
-        if not hasattr(self, "coef_"):
-            raise ValueError("this SoftmaxRegression is not fitted yet; call fit first")
+    def _inputs(self, X):
+        """X checked against the fitted model, on its own device; W and b of its kind."""
+        if not self._fitted():
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit first")
         xp = array_module(device_of(X))
-        return xp.asarray(self.coef_).T, xp.asarray(self.intercept_)
+        if xp is np:
+            X = validate_data(self, X, reset=False, dtype=HOST_DTYPES, order="C")
+        else:
+            X = check_finite(check_matrix(X, "X", xp, FEATURE_DTYPES), "X", xp)
+            if X.shape[1] != self.n_features_in_:
+                raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                                 f"{self.n_features_in_} features as input")
+        return X, xp, xp.asarray(self.coef_).T, xp.asarray(self.intercept_)
 
     def predict_proba(self, X):
-        """Class probabilities (n, k), an array of X's kind; X must be finite."""
-        W, b = self._weights_like(X)
-        X = check_matrix(X, "X", array_module(device_of(X)), FEATURE_DTYPES)
-        check_finite(X, "X", array_module(device_of(X)))
-        return ops.linear_softmax(X, W, b, x_scale=input_scale(X))
+        """Class probabilities (n, k) in the order of classes_, an array of X's kind."""
+        X, xp, W, b = self._inputs(X)
+        return ops.linear_softmax(X, W, b, x_scale=self._scale_of(X))
+
+    def predict_log_proba(self, X):
+        return array_module(device_of(X)).log(self.predict_proba(X))
+
+    def decision_function(self, X):
+        """The logits (n, k); for two classes, as scikit-learn, the second's minus the first's (n,)."""
+        X, xp, W, b = self._inputs(X)
+        scores = (X.astype(W.dtype) * W.dtype.type(self._scale_of(X))) @ W + b
+        return scores[:, 1] - scores[:, 0] if scores.shape[1] == 2 else scores
 
     def predict(self, X):
-        return self.predict_proba(X).argmax(axis=1)
+        """The labels (classes_) of the likeliest classes; on a GPU, an array of X's kind for numeric labels."""
+        index = self.predict_proba(X).argmax(axis=1)
+        if isinstance(index, np.ndarray):
+            return self.classes_[index]
+        if self.classes_.dtype.kind in "iufb":
+            return array_module(device_of(index)).asarray(self.classes_)[index]
+        return self.classes_[to_numpy(index)]
 
-    def score(self, X, y):
+    def score(self, X, y, sample_weight=None):
         """Mean accuracy on (X, y)."""
-        return ops.accuracy(self.predict_proba(X), y)
+        if device_of(X) == "cuda":
+            return ops.accuracy(self.predict_proba(X), _encode(y, self.classes_, array_module("cuda"), "y"))
+        return accuracy_score(y, self.predict(X), sample_weight=sample_weight)
 
     # ---- persistence ----
 
     def save(self, path, *, dataset=None):
-        """Write the model to an .npz file, atomically; `dataset` names what it was trained on.
+        """Write the model to an .npz file (format /3), atomically; `dataset` names what it was trained on.
 
+        The labels are stored as an array of their own dtype (never pickled).
         Refuses weights that hold NaN or inf: a saved model is always usable.
         """
-        if not hasattr(self, "coef_"):
-            raise ValueError("this SoftmaxRegression is not fitted yet; call fit first")
+        if not self._fitted():
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit first")
         if not (np.isfinite(self.coef_).all() and np.isfinite(self.intercept_).all()):
             raise ValueError(f"not saving {path}: the weights hold NaN or inf")
-        with atomic_write(path) as f:
-            np.savez(f, format=np.array(FORMAT), coef=self.coef_, intercept=self.intercept_,
-                     classes=np.arange(self.coef_.shape[0]), dataset=np.array(dataset or ""),
-                     params=np.array(json.dumps(self.get_params())),
-                     history=np.array(json.dumps(self.history_)))
+        params = {name: value.item() if isinstance(value, np.generic) else value
+                  for name, value in self.get_params().items()}
+        write_model(path, coef=self.coef_, intercept=self.intercept_, classes=self.classes_,
+                    input_scale=self.input_scale_, dataset=dataset, params=params, history=self.history_)
 
     @classmethod
     def load(cls, path):
-        """Read a model written by save (format /2, or /1 of earlier versions).
+        """Read a model written by save (format /3, or /2 and /1 of earlier versions).
 
-        Raises FileNotFoundError, or ValueError naming the file and its first
-        bad field; each array's size is checked from its header before its
-        data is read. The model's ``dataset_`` is the name given to save, or None.
+        Files of format /1 and /2 keep their meaning: classes 0..k-1, and uint8
+        inputs divided by 255 while float inputs are taken as given
+        (``input_scale_ == "by dtype"``). Raises FileNotFoundError, or ValueError
+        naming the file and its first bad field; each array's size is checked
+        from its header before its data is read. The model's ``dataset_`` is the
+        name given to save, or None.
         """
         path = Path(path)
-
-        def bad(problem):
-            return ValueError(f"{path} is not a fastsoftmax model file ({problem}); train one with --save")
-
-        try:
-            f = read_npz(path, FIELD_LIMITS, optional=("classes", "dataset"))
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{path}: no such model file") from None
-        except IsADirectoryError:
-            raise ValueError(f"{path} is a folder, not a model file") from None
-        except ValueError as e:
-            raise bad(e) from None
-        fmt = _text(f["format"])
-        if fmt not in FORMATS:
-            raise bad(f"unknown format {fmt!r:.80}")
-        coef, intercept = f["coef"], f["intercept"]
-        if coef.ndim != 2 or coef.shape[0] < 2 or intercept.shape != (coef.shape[0],):
-            raise ValueError(f"{path}: weights of shape {coef.shape} and biases {intercept.shape} do not fit")
-        for name, a in (("weights", coef), ("biases", intercept)):
-            if a.dtype.kind != "f":
-                raise ValueError(f"{path}: the {name} have dtype {a.dtype}; a model's are float32 or float64")
-            if not np.isfinite(a).all():
-                raise ValueError(f"{path}: the {name} hold NaN or inf")
-        # Format /1 had no classes field: its classes were 0..k-1 for k rows of weights, as /2 stores them.
-        classes = f.get("classes", np.arange(coef.shape[0]))
-        if classes.ndim != 1 or classes.dtype.kind not in "iu" or not np.array_equal(
-                classes, np.arange(coef.shape[0])):
-            raise ValueError(f"{path}: its classes are not the labels 0..{coef.shape[0] - 1} of its "
-                             f"{coef.shape[0]} rows of weights")
-        params = _json_field(f["params"], "params", bad)
+        fields = read_model(path)
+        params = fields["params"]
         if not isinstance(params, dict) or set(params) - set(DEFAULTS):
-            raise bad(f"params must name hyper-parameters ({', '.join(DEFAULTS)})")
-        history = _json_field(f["history"], "history", bad, object_hook=_history_record)
-        if not isinstance(history, list) or not all(isinstance(r, dict) for r in history) or [
-                r["epoch"] for r in history] != list(range(1, len(history) + 1)):
-            raise bad("history must be a list of one record per epoch, numbered from 1")
+            raise bad_model(path, f"params must name hyper-parameters ({', '.join(DEFAULTS)})")
         model = cls(**params)
         try:
             model.validate_params()
         except ValueError as e:
-            raise bad(f"params: {e}") from None
-        model.coef_, model.intercept_, model.history_ = coef, intercept, history
-        model.classes_ = np.arange(coef.shape[0])
-        model.dataset_ = _text(f["dataset"]) or None if "dataset" in f else None
+            raise bad_model(path, f"params: {e}") from None
+        model.coef_, model.intercept_, model.history_ = fields["coef"], fields["intercept"], fields["history"]
+        model.classes_, model.input_scale_ = fields["classes"], fields["input_scale"]
+        model.n_features_in_, model.n_iter_ = model.coef_.shape[1], len(model.history_)
+        model.dataset_ = fields["dataset"]
         return model
 
 
-def _text(a) -> str:
-    """The string a 0-d string array holds; "" for anything else (which no check then accepts)."""
-    return str(a[()]) if a.ndim == 0 and a.dtype.kind == "U" else ""
+def _as_classes(classes, seen=False):
+    """The classes as a sorted 1-D array of distinct labels; a count k means 0..k-1.
+
+    seen: the labels found in y (whose count, not a `classes` argument, is then named).
+    """
+    if isinstance(classes, (int, np.integer)) and not isinstance(classes, (bool, np.bool_)):
+        return np.arange(check_classes(classes))
+    what = "y holds" if seen else "classes must be"
+    values = np.asarray(classes)
+    if values.dtype.kind == "O" and all(isinstance(v, str) for v in values.ravel()):
+        values = values.astype(str)  # strings in an object array (pandas): stored as a string array
+    if values.ndim != 1 or values.dtype.kind not in LABEL_KINDS or (
+            values.dtype.kind == "f" and not np.isfinite(values).all()):
+        raise ValueError(f"classes must be a class count k or a 1-D array of labels (integers, floats or "
+                         f"strings), got {classes!r:.80}")
+    found = np.unique(values)
+    if len(found) != len(values) and not seen:
+        raise ValueError(f"classes must be distinct labels, got {classes!r:.80}")
+    if len(found) < 2:
+        raise ValueError(f"This solver needs samples of at least 2 classes in the data, "
+                         f"but the data contains only one class: {found[0]!r}" if len(found) and seen else
+                         f"{what} at least 2 classes, got {found!r:.80}")
+    if len(found) > MAX_CLASSES:
+        raise ValueError(f"classes must number between 2 and {MAX_CLASSES}, got {len(found):,}")
+    return found
 
 
-def _json_field(a, name, bad, object_hook=None):
+def _host_labels(y):
+    """y's labels on the host (one transfer of the distinct labels of a CuPy y), 1-D."""
+    if device_of(y) == "cuda":
+        return to_numpy(array_module("cuda").unique(y))
+    return np.asarray(y).ravel()
+
+
+def _encode(y, classes_, xp, name):
+    """y's labels as int64 indices into classes_, an array of xp's kind; ValueError for a label not in classes_."""
+    host = device_of(y) != "cuda"
+    yy = np.asarray(y) if host else y
+    if yy.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, one label per row, got shape {yy.shape}")
+    if yy.size == 0:
+        raise ValueError(f"{name} holds no labels")
+    if host and yy.dtype.kind == "O" and classes_.dtype.kind == "U":
+        yy = yy.astype(str)
+    ns = np if host else array_module("cuda")
+    table = classes_ if host else ns.asarray(classes_)
     try:
-        return json.loads(_text(a) or "!", object_hook=object_hook)
-    except (ValueError, RecursionError) as e:
-        raise bad(f"{name}: {e}") from None
-
-
-def _history_record(record):
-    """An epoch's record, checked as the JSON is parsed (so a crafted history stops at its first bad record)."""
-    if "epoch" in record:  # the records: nothing else in a history is a JSON object
-        if type(record["epoch"]) is not int or not all(
-                type(record.get(k, 0.0)) in (int, float) for k in HISTORY_NUMBERS) or not all(
-                k in record for k in ("loss", "train_acc", "lr")):
-            raise ValueError(f"bad epoch record {json.dumps(record)[:80]}")
-        return record
-    raise ValueError(f"bad epoch record {json.dumps(record)[:80]}")
-
-
-def _read(xp, *scalars):
-    """The values of 0-d arrays as floats, in one transfer from the device."""
-    return [float(v) for v in _to_numpy(xp.stack([xp.asarray(a, dtype=xp.float64) for a in scalars]))]
-
-
-def _to_numpy(a):
-    """A new host array holding a's values (a copy on the CPU too: the caller keeps it)."""
-    return a.get() if hasattr(a, "get") else a.copy()
+        index = ns.searchsorted(table, yy)
+        known = ns.take(table, ns.minimum(index, len(classes_) - 1)) == yy
+    except (TypeError, ValueError, np.exceptions.DTypePromotionError):
+        raise ValueError(f"{name} holds labels of another kind ({yy.dtype}) than the classes "
+                         f"{classes_!r:.80}") from None
+    if not bool(ns.all(known)):
+        missing = np.unique(to_numpy(yy[~known]) if not host else yy[~known])
+        raise ValueError(f"{name} holds labels that are not among the classes {classes_!r:.80}: "
+                         f"{missing[:5]!r:.80}")
+    return xp.asarray(index.astype(np.int64))
 
 
 SoftmaxRegression.__doc__ = SoftmaxRegression.__doc__.replace("{parameters}", "\n".join(

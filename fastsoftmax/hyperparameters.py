@@ -12,7 +12,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .backend import DEVICES
-from .validation import COUNT, NON_NEGATIVE_INT, NON_NEGATIVE_NUMBER, POSITIVE_NUMBER, SCHEDULE, Rule
+from .validation import (
+    COUNT,
+    NON_NEGATIVE_INT,
+    NON_NEGATIVE_NUMBER,
+    POSITIVE_NUMBER,
+    SCALE,
+    SCHEDULE,
+    SOLVERS,
+    Rule,
+)
 
 
 @dataclass(frozen=True)
@@ -28,13 +37,25 @@ class HyperParameter:
 
 
 HYPERPARAMETERS = (
+    HyperParameter("solver", "sgd", Rule(str, choices=SOLVERS),
+                   "sgd: minibatch SGD over epochs (epochs, batch_size, lr, schedule, weight_decay); "
+                   "lbfgs: full-batch L-BFGS to LogisticRegression's optimum (C, tol, max_iter)"),
     HyperParameter("epochs", 15, COUNT, "passes over the training data"),
     HyperParameter("batch_size", 256, COUNT, "rows per SGD step; the last batch of an epoch may be smaller"),
     HyperParameter("lr", 0.5, POSITIVE_NUMBER, "the peak learning rate"),
     HyperParameter("schedule", "cosine", SCHEDULE,
                    "cosine: from lr down to ~0 over the run; constant: lr throughout"),
     HyperParameter("weight_decay", 0.0, NON_NEGATIVE_NUMBER,
-                   "L2 penalty: the step is W -= lr * (dW + weight_decay * W)"),
+                   "sgd's L2 penalty: the step is W -= lr * (dW + weight_decay * W); lbfgs refuses it (use C)"),
+    HyperParameter("C", 1.0, POSITIVE_NUMBER,
+                   "lbfgs's inverse L2 strength, as in LogisticRegression: it minimises the mean "
+                   "cross-entropy + ||W||^2 / (2 C n), intercept not penalised; sgd refuses it (use weight_decay)"),
+    HyperParameter("tol", 1e-4, POSITIVE_NUMBER,
+                   "lbfgs stops when the largest gradient entry is at most tol (LogisticRegression's tol)"),
+    HyperParameter("max_iter", 100, COUNT, "lbfgs stops after max_iter iterations (LogisticRegression's max_iter)"),
+    HyperParameter("input_scale", "auto", SCALE,
+                   "X is multiplied by it, at fit and predict alike, whatever the dtype; auto: 1/255 if "
+                   "the X given to fit is uint8 (pixels), else 1"),
     HyperParameter("seed", 0, NON_NEGATIVE_INT, "fixes the shuffling: the same seed gives the same model"),
     HyperParameter("device", "auto", Rule(str, choices=DEVICES), "auto: CUDA where CuPy sees a GPU, else CPU"),
     HyperParameter("warm_start", False, Rule(bool),

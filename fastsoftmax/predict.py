@@ -50,6 +50,9 @@ def check_fits(model, data, model_path):
     if n_classes != len(data.class_names):
         raise ValueError(f"{model_path} predicts {n_classes} classes, but {data.name} has "
                          f"{len(data.class_names)}; was it trained on another data set?")
+    if not np.array_equal(model.classes_, np.arange(n_classes)):  # the data set's labels are 0..k-1
+        raise ValueError(f"{model_path} predicts the labels {model.classes_!r:.60}, but {data.name}'s are "
+                         f"0..{n_classes - 1}; was it trained on another data set?")
 
 
 def print_accuracy(counts, names):
@@ -112,7 +115,7 @@ def run(args):
     if args.n > len(data.x_test):
         raise ValueError(f"--n {args.n} is more than the {len(data.x_test)} test images of {data.name}")
     print(f"{data.name}: {len(data.x_test)} test images from {data.source}; model {args.model}")
-    proba = model.predict_proba(data.x_test)
+    proba = model.predict_proba(data.x_test)  # columns in the order of classes_, 0..k-1 (check_fits)
     y_pred = proba.argmax(axis=1)
     counts = confusion_matrix(data.y_test, y_pred, len(data.class_names))
     print_accuracy(counts, data.class_names)

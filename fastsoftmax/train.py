@@ -13,7 +13,9 @@ import json
 import statistics
 import sys
 import time
+import warnings
 
+from sklearn.exceptions import ConvergenceWarning
 from tqdm import tqdm
 
 from .atomic import atomic_write, check_outputs, exclusive
@@ -27,7 +29,7 @@ PROG = "python -m fastsoftmax.train"
 STDOUT = ("-", "/dev/stdout")  # --json to standard output
 # What --resume keeps: each changes the steps already taken (or, for the seed,
 # the order of the rows), so a resumed run would not be the run it continues.
-KEPT_ON_RESUME = ("batch_size", "lr", "schedule", "weight_decay", "seed")
+KEPT_ON_RESUME = ("solver", "batch_size", "lr", "schedule", "weight_decay", "seed")
 
 
 def build_parser():
@@ -55,6 +57,9 @@ def check_output_flags(args):
 def resumed_model(args):
     """The model of --resume, its flags checked against the saved run's, and the data set's name."""
     model = SoftmaxRegression.load(args.resume)
+    if "lbfgs" in (model.solver, args.solver):  # L-BFGS's curvature memory lives only in the run
+        raise ValueError(f"--resume continues SGD runs; an lbfgs run cannot be resumed ({args.resume} was "
+                         f"trained with --solver {model.solver}): start a new run")
     saved, typed = model.get_params(), given(args)
     changed = [name for name in KEPT_ON_RESUME if name in typed and getattr(args, name) != saved[name]]
     dataset = model.dataset_ or args.dataset  # files of format /1 do not name it
@@ -100,12 +105,21 @@ def run(args, checkpoint):
 def train(args, model, data, device, done, out, checkpoint):
     say = (lambda line: None) if args.quiet else (lambda line: tqdm.write(line, file=out))
     say(f"{data.name}: {len(data.x_train)} train / {len(data.x_test)} test images from {data.source}; "
-        f"device {device_name(device)}")
+        f"device {device_name(device)}; solver {model.solver}")
     if done:
         say(f"resuming from {args.resume} after epoch {done}")
-    bar = tqdm(total=model.epochs, initial=done, unit="epoch", leave=False, disable=True if args.quiet else None)
+    lbfgs = model.solver == "lbfgs"
+    total = model.max_iter if lbfgs else model.epochs
+    bar = tqdm(total=total, initial=done, unit="iter" if lbfgs else "epoch", leave=False,
+               disable=True if args.quiet else None)
 
     def report(model, record):
+        if lbfgs:  # no checkpoint per iteration: the run ends (or is interrupted) with one --save
+            say(f"iteration {record['epoch']}/{total}  loss {record['loss']:.6f}  "
+                f"gradient max {record['grad_max']:.2e}  train acc {record['train_acc']:.4f}  "
+                f"test acc {record['test_acc']:.4f}  ({record['seconds']:.2f} s)")
+            bar.update()
+            return
         say(f"epoch {record['epoch']}/{model.epochs}  loss {record['loss']:.4f}  "
             f"train acc {record['train_acc']:.4f}  test acc {record['test_acc']:.4f}  "
             f"({record['seconds']:.2f} s)")
@@ -116,7 +130,8 @@ def train(args, model, data, device, done, out, checkpoint):
 
     start = time.perf_counter()
     try:
-        with bar:
+        with bar, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
             # The data set's classes, not just the labels present: train, the saved model and predict agree.
             model.fit(data.x_train, data.y_train, eval_set=(data.x_test, data.y_test), callback=report,
                       classes=data.classes)
@@ -125,19 +140,36 @@ def train(args, model, data, device, done, out, checkpoint):
         raise ValueError(f"training diverged in epoch {e.epoch}: {e.what} (--lr {e.lr}, "
                          f"--weight-decay {e.weight_decay}); try a smaller --lr or "
                          f"--weight-decay{kept}") from None
+    except KeyboardInterrupt:
+        if lbfgs and args.save and model.history_:  # Ctrl-C keeps the last iterate: save it
+            model.save(args.save, dataset=data.name)
+            checkpoint["iteration"] = len(model.history_)
+        raise
     seconds = time.perf_counter() - start
+    for w in caught:  # lbfgs stopped by --max-iter: one line, not a Python warning
+        if issubclass(w.category, ConvergenceWarning):
+            say(f"note: lbfgs stopped at --max-iter {model.max_iter} before the gradient reached --tol {model.tol}")
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if lbfgs and args.save:
+        model.save(args.save, dataset=data.name)
     ran = model.history_[done:]
+    last = model.history_[-1]
+    result = {"dataset": data.name, "device": device, "device_name": device_name(device),
+              "solver": model.solver, "test_acc": last["test_acc"], "train_acc": last["train_acc"],
+              "loss": last["loss"], "seconds": seconds, "params": model.get_params(), "history": model.history_}
+    if lbfgs:
+        print(f"test accuracy {last['test_acc']:.4f}  train accuracy {last['train_acc']:.4f}  |  "
+              f"{len(ran)} lbfgs iterations in {seconds:.2f} s, objective {last['loss']:.6f}, gradient max "
+              f"{last['grad_max']:.2e}  |  device {device_name(device)}", file=out)
+        return result | {"iterations": len(ran)}
     # The median epoch: the first one also compiles (or loads) the kernels.
     epoch_seconds = statistics.median(r["train_seconds"] for r in ran)
-    last = model.history_[-1]
     print(f"test accuracy {last['test_acc']:.4f}  train accuracy {last['train_acc']:.4f}  |  "
           f"{len(ran)} epochs in {seconds:.2f} s (median epoch {epoch_seconds * 1e3:.1f} ms, "
           f"{len(data.x_train) / epoch_seconds:,.0f} examples/s)  |  device {device_name(device)}", file=out)
-    return {"dataset": data.name, "device": device, "device_name": device_name(device),
-            "test_acc": last["test_acc"], "train_acc": last["train_acc"], "loss": last["loss"],
-            "seconds": seconds, "train_seconds": sum(r["train_seconds"] for r in ran),
-            "median_epoch_seconds": epoch_seconds, "examples_per_second": len(data.x_train) / epoch_seconds,
-            "params": model.get_params(), "history": model.history_}
+    return result | {"train_seconds": sum(r["train_seconds"] for r in ran), "median_epoch_seconds": epoch_seconds,
+                     "examples_per_second": len(data.x_train) / epoch_seconds}
 
 
 def write_outputs(args, model, data, device, result, json_to_stdout):
@@ -169,6 +201,8 @@ def main(argv=None):
     checkpoint = {}  # "epoch": the last one --save wrote in this run
 
     def interrupted():
+        if "iteration" in checkpoint:
+            return f"; the last lbfgs iterate (iteration {checkpoint['iteration']}) is in {args.save}"
         return f"; the last finished epoch ({checkpoint['epoch']}) is in {args.save}" if checkpoint else ""
 
     return run_command(PROG, lambda args: run(args, checkpoint), args, interrupted)

@@ -166,8 +166,11 @@ class Rule:
     strict: bool = False
     choices: tuple = ()
     high: int | None = None
+    words: tuple = ()  # strings a numeric rule also takes (input_scale="auto")
 
     def __str__(self):
+        if self.words:
+            return " or ".join((*map(repr, self.words), str(Rule(self.kind, self.low, self.strict, high=self.high))))
         if self.choices:
             return f"one of {', '.join(map(str, self.choices))}"
         if self.kind is bool:
@@ -180,6 +183,8 @@ class Rule:
         return f"a {'positive' if self.strict else 'non-negative'} finite number"
 
     def allows(self, value) -> bool:
+        if self.words and isinstance(value, str):
+            return value in self.words
         if self.choices:
             return isinstance(value, str) and value in self.choices
         if self.kind is bool:
@@ -202,7 +207,7 @@ class Rule:
     def parse(self, text: str):
         """The value a command-line word stands for; ValueError quoting the word."""
         try:
-            value = self.kind(text) if not self.choices else text
+            value = self.kind(text) if not (self.choices or text in self.words) else text
         except ValueError:
             value = None
         if value is None or not self.allows(value):
@@ -216,3 +221,5 @@ COUNT = Rule(int, low=1, high=MAX_INT32)  # epochs, batch_size: int32 in the ker
 POSITIVE_NUMBER = Rule(float, low=0, strict=True)
 NON_NEGATIVE_NUMBER = Rule(float, low=0)
 SCHEDULE = Rule(str, choices=SCHEDULES)
+SOLVERS = ("sgd", "lbfgs")
+SCALE = Rule(float, low=0, strict=True, words=("auto",))  # input_scale: a positive number or "auto"

@@ -84,3 +84,9 @@ def fit_on_both_devices(cp, X, y, eval_set=None, **params):
     np.testing.assert_array_equal(to_numpy(gpu.predict(cp.asarray(X))), cpu.predict(X))
     return cpu, gpu
 
+
+
+# The CPU backend's BLAS path (fastsoftmax/cpu_blas.py): k = 1000, a chunk's
+# worth of rows and more, and shapes on both sides of the crossover
+# (cpu_blas.BLAS_MIN_CLASSES) when the threshold is left as it is.
+LARGE_K_SHAPES = [(300, 64, 1000), (129, 300, 100), (700, 33, 40), (257, 33, 10)]

@@ -14,7 +14,7 @@ from idxdata import make_dataset_dir
 
 from fastsoftmax import plots
 from fastsoftmax.datasets import load_dataset
-from fastsoftmax.estimator import SoftmaxRegression
+from fastsoftmax.estimator import FORMAT, SoftmaxRegression
 from fastsoftmax.evaluation import confusion_matrix
 from fastsoftmax.predict import MAX_DRAWN, PROG, main
 
@@ -170,6 +170,17 @@ BAD_MODELS = {
     "params not a dict": (lambda p: save_fields(p, params=np.array("[1]")), "params must name hyper-parameters"),
     "params of another type": (lambda p: save_fields(p, params=np.arange(3)), "params:"),
     "a folder": (lambda p: p.mkdir() or p, "is a folder, not a model file"),
+    "string labels": (lambda p: save_fields(p, format=np.array(FORMAT), classes=np.array(list("abcdefghij")),
+                                            input_scale=np.array(1 / 255)), "predicts the labels"),
+    "/3 classes unsorted": (lambda p: save_fields(p, format=np.array(FORMAT), classes=np.arange(10)[::-1],
+                                                  input_scale=np.array(1.0)), "distinct sorted labels"),
+    "/3 without input_scale": (lambda p: save_fields(p, format=np.array(FORMAT), classes=np.arange(10)),
+                               "needs its classes and input_scale"),
+    "/3 negative input_scale": (lambda p: save_fields(p, format=np.array(FORMAT), classes=np.arange(10),
+                                                      input_scale=np.array(-1.0)), "input_scale is not a positive"),
+    "/3 object labels": (lambda p: save_fields(p, format=np.array(FORMAT), classes=np.array(list("abcdefghij"),
+                                                                                            dtype=object),
+                                               input_scale=np.array(1.0)), "holds Python objects"),
     "weights claiming 4 TiB": (lambda p: claim_huge_weights(save_fields(p, coef=np.zeros(0, np.float32))),
                                "'coef' array claims shape (1048576, 1048576) of float32"),
 }

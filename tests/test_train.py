@@ -350,3 +350,49 @@ def test_a_killed_runs_temporary_files_are_removed_by_the_next(capsys, data_dir,
     assert train(capsys, "--data-dir", str(data_dir), "--device", "cpu", "--epochs", "1", "--quiet",
                  "--save", str(out / "m.npz"))[0] == 0
     assert sorted(p.name for p in out.iterdir()) == [".other.npz.abc123.tmp", "m.npz"]
+
+
+# ---- --solver lbfgs: progress, Ctrl-C keeps the last iterate, no resume ----
+
+
+def test_lbfgs_prints_progress_and_saves_the_result(capsys, data_dir, tmp_path):
+    status, out, err = train(capsys, "--data-dir", str(data_dir), "--device", "cpu", "--solver", "lbfgs",
+                             "--max-iter", "5", "--C", "0.5", "--save", str(tmp_path / "m.npz"),
+                             "--json", str(tmp_path / "r.json"))
+    assert status == 0, err
+    lines = [line for line in out.splitlines() if line.startswith("iteration ")]
+    assert [line.split()[1] for line in lines] == ["1/5", "2/5", "3/5", "4/5", "5/5"]
+    assert all("loss" in line and "gradient max" in line for line in lines)
+    assert "5 lbfgs iterations" in out.splitlines()[-1]
+    model = fs.SoftmaxRegression.load(tmp_path / "m.npz")
+    assert model.solver == "lbfgs" and model.C == 0.5 and len(model.history_) == 5
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["solver"] == "lbfgs" and result["iterations"] == 5
+    status, _, err = train(capsys, "--data-dir", str(data_dir), "--resume", str(tmp_path / "m.npz"))
+    assert status == 1 and "an lbfgs run cannot be resumed" in err
+
+
+def test_lbfgs_ctrl_c_saves_the_last_iterate(capsys, data_dir, tmp_path, monkeypatch):
+    from fastsoftmax import solvers
+
+    minimize_calls = []
+    real = solvers.ops.linear_softmax_cross_entropy
+
+    def interrupt_at_eval_6(*args, **kwargs):
+        minimize_calls.append(1)
+        if len(minimize_calls) == 6:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(solvers.ops, "linear_softmax_cross_entropy", interrupt_at_eval_6)
+    code, out, err = train(capsys, "--data-dir", str(data_dir), "--device", "cpu", "--solver", "lbfgs",
+                           "--save", str(tmp_path / "m.npz"))
+    done = len([line for line in out.splitlines() if line.startswith("iteration ")])
+    assert code == 130 and f"the last lbfgs iterate (iteration {done}) is in {tmp_path / 'm.npz'}" in err
+    assert len(fs.SoftmaxRegression.load(tmp_path / "m.npz").history_) == done >= 1
+
+
+def test_flags_refuse_the_other_solvers_penalty(capsys, data_dir):
+    status, _, err = train(capsys, "--data-dir", str(data_dir), "--device", "cpu", "--solver", "lbfgs",
+                           "--weight-decay", "0.1")
+    assert status == 1 and "weight_decay=0.1 is the sgd penalty" in err
