@@ -101,13 +101,13 @@ def markdown(groups, run):
             gflops = b["extra_info"]["gflop"] / b["stats"]["median"]
             lines.append(f"- {group}: {gflops:.0f} GFLOP/s, {gflops / b['extra_info']['sgemm_gflops']:.2f} of sgemm's "
                          f"{b['extra_info']['sgemm_gflops']:.0f}")
-    first = {g: bs for g, bs in groups.items() if g.startswith("train_epoch")}
+    first = {g: {peer: b["extra_info"]["first_call_s"] for peer, b in bs.items() if "first_call_s" in b["extra_info"]}
+             for g, bs in groups.items() if g.startswith("train_epoch")}
+    first = {g: calls for g, calls in first.items() if calls}  # the shape matrix's epochs record none
     if first:
         lines += ["", "First call (compilation, or loading it from a cache), not in the medians above:", ""]
-        for group, benchmarks in first.items():
-            lines.append(f"- {group}: " + ", ".join(
-                f"{peer} {_time(b['extra_info']['first_call_s'])}"
-                for peer, b in benchmarks.items() if "first_call_s" in b["extra_info"]))
+        for group, calls in first.items():
+            lines.append(f"- {group}: " + ", ".join(f"{peer} {_time(s)}" for peer, s in calls.items()))
     return "\n".join(lines) + "\n"
 
 
