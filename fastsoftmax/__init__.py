@@ -15,6 +15,7 @@ from .datasets import Dataset, DatasetError, DatasetNotFoundError, load_dataset
 from .estimator import SoftmaxRegression
 from .idx import IdxError, read_idx
 from .ops import accuracy, linear_softmax, linear_softmax_cross_entropy, softmax_cross_entropy, train_epoch
+from .solvers import TrainingDivergedError
 
 __version__ = "0.1.0"
 
@@ -25,6 +26,7 @@ __all__ = [
     "DeviceError",
     "IdxError",
     "SoftmaxRegression",
+    "TrainingDivergedError",
     "accuracy",
     "linear_softmax",
     "linear_softmax_cross_entropy",
