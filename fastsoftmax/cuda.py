@@ -22,9 +22,16 @@ import cupy as cp
 import numpy as np
 
 from .kernels import source
+from .kernels.geometry import (
+    FORWARD_ROWS_PER_BLOCK,
+    PART_EXTRA,
+    ROWS_PER_WARP_BLOCK,
+    THREADS,
+    TRAIN_GROUP_SIZES,
+    template_id,
+)
 from .permutation import halves, round_keys
 from .schedules import learning_rate
-from .kernels.geometry import FORWARD_ROWS_PER_BLOCK, PART_EXTRA, THREADS, TRAIN_GROUP_SIZES, template_id
 
 # Two resident blocks per SM: one stages its tile while the other computes.
 BLOCKS_PER_SM = 2
@@ -287,8 +294,6 @@ def train_epoch(X, y, rows, coef, b, batch_size, x_scale, weight_decay, kind, lr
 # Elements of a chunk's logits (rows x k) or converted X (rows x d): 16 MB in
 # fp32, enough rows (2048 at k = 1000, d = 2048) for cuBLAS to fill an H100.
 LARGE_CHUNK_ELEMENTS = 1 << 22
-WARP_SIZE = 32
-_ROWS_PER_BLOCK = THREADS // WARP_SIZE  # softmax_rows: one warp per row
 
 
 def _chunk_rows(k: int, d: int) -> int:
@@ -296,7 +301,7 @@ def _chunk_rows(k: int, d: int) -> int:
 
 
 def _rows_grid(rows: int) -> int:
-    return max(1, min(-(-rows // _ROWS_PER_BLOCK), _max_blocks()))
+    return max(1, min(-(-rows // ROWS_PER_WARP_BLOCK), _max_blocks()))
 
 
 def _forward_smem(coef) -> int:
@@ -357,7 +362,7 @@ class _LargeGradient:
         self.chunk = max(1, min(_chunk_rows(k, d), max_rows))
         self.logits = cp.empty((self.chunk, k), t)
         self.x = None if X.dtype == t else cp.empty((self.chunk, d), t)
-        self.part = cp.empty((_rows_grid(self.chunk) * _ROWS_PER_BLOCK, 2), t)  # each warp's (loss, hits)
+        self.part = cp.empty((_rows_grid(self.chunk) * ROWS_PER_WARP_BLOCK, 2), t)  # each warp's (loss, hits)
         self.dcoef, self.db, self.stats = cp.empty((k, d), t), cp.empty(k, t), cp.empty(2, t)
         self.kernel = _kernel("softmax_rows", template_id("softmax_rows_gradient", t))
 
@@ -375,15 +380,15 @@ class _LargeGradient:
                 (z, b, self.t.type(x_scale), np.int32(self.k), np.int32(count), NULL if rows is None else rows,
                  np.int64(lo), y, self.part),
             )
-            part = self.part[: grid * _ROWS_PER_BLOCK]
+            part = self.part[: grid * ROWS_PER_WARP_BLOCK]
             if i == 0:
                 cp.matmul(z.T, x, out=self.dcoef)
                 cp.sum(z, axis=0, out=self.db)
                 cp.sum(part, axis=0, out=self.stats)
-            else:  # out= rather than +=: the tests' stand-in CuPy has no in-place operators
-                cp.add(self.dcoef, cp.matmul(z.T, x), out=self.dcoef)
-                cp.add(self.db, z.sum(axis=0), out=self.db)
-                cp.add(self.stats, part.sum(axis=0), out=self.stats)
+            else:
+                self.dcoef += cp.matmul(z.T, x)
+                self.db += z.sum(axis=0)
+                self.stats += part.sum(axis=0)
 
 
 def _large_linear_softmax_cross_entropy(X, coef, b, y, x_scale):
@@ -413,8 +418,8 @@ def _large_train_epoch(X, y, rows, coef, b, batch_size, x_scale, weight_decay, k
         grad = sums.dcoef * t(x_scale) * inv_n
         if weight_decay:
             grad = grad + t(weight_decay) * coef
-        cp.subtract(coef, rate * grad, out=coef)  # in place: out= (the tests' stand-in has no -=)
-        cp.subtract(b, rate * (sums.db * inv_n), out=b)
+        coef -= rate * grad
+        b -= rate * (sums.db * inv_n)
         loss = loss + sums.stats[0]  # the batch's loss sum: its mean loss times its rows
         correct = correct + sums.stats[1].astype(cp.int64)
     return loss, correct

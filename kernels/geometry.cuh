@@ -5,3 +5,5 @@ constexpr int THREADS = 256;
 constexpr int FORWARD_GROUP = 8;
 constexpr int FORWARD_ROWS_PER_LANE = 4;
 constexpr int PART_EXTRA = 2;
+constexpr int WARP = 32;
+constexpr int ROWS_PER_WARP_BLOCK = 8;

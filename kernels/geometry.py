@@ -26,6 +26,10 @@ TRAIN_GROUP_SIZES = (8, 16, 32)
 # A training block's row of partial sums: dW (k x d), db (k), then these
 # values: the loss sum and the argmax hits.
 PART_EXTRA = 2
+# softmax_rows (the large-shape path): one warp a row, so a block takes
+# THREADS // WARP rows at a time.
+WARP = 32
+ROWS_PER_WARP_BLOCK = THREADS // WARP
 
 _C_TYPES = {"uint8": "unsigned char", "float32": "float", "float64": "double"}
 X_TYPES = ("uint8", "float32", "float64")
@@ -73,6 +77,8 @@ def header() -> str:
         "FORWARD_GROUP": FORWARD_GROUP,
         "FORWARD_ROWS_PER_LANE": FORWARD_ROWS_PER_LANE,
         "PART_EXTRA": PART_EXTRA,
+        "WARP": WARP,
+        "ROWS_PER_WARP_BLOCK": ROWS_PER_WARP_BLOCK,
     }
     lines = [
         "// Generated from kernels/geometry.py (python -m fastsoftmax.kernels.geometry);",

@@ -24,8 +24,7 @@
 #include "common.cuh"
 
 namespace softmax_rows_tile {
-constexpr int WARP = 32;
-constexpr int ROWS = THREADS / WARP;  // rows per block at a time: one per warp
+constexpr int ROWS = ROWS_PER_WARP_BLOCK;  // rows per block at a time: one per warp (kernels/geometry.py)
 }  // namespace softmax_rows_tile
 
 // A row's softmax state from the warp's lanes: max logit m, sum of exp(z - m),
@@ -41,7 +40,7 @@ struct WarpRowSoftmax {
         m = x_scale * z[0] + b[0];
         sum = T(lane == 0);
         top = 0;
-        for (int c = lane == 0 ? softmax_rows_tile::WARP : lane; c < k; c += softmax_rows_tile::WARP) {
+        for (int c = lane == 0 ? WARP : lane; c < k; c += WARP) {
             const T v = x_scale * z[c] + b[c];
             if (v > m) {  // strict: a later equal value does not take the argmax
                 sum = sum * exp(m - v) + T(1);
@@ -52,7 +51,7 @@ struct WarpRowSoftmax {
             }
         }
 #pragma unroll
-        for (int off = softmax_rows_tile::WARP / 2; off > 0; off /= 2) {
+        for (int off = WARP / 2; off > 0; off /= 2) {
             const T om = __shfl_xor_sync(FULL_MASK, m, off);
             const T osum = __shfl_xor_sync(FULL_MASK, sum, off);
             const int otop = __shfl_xor_sync(FULL_MASK, top, off);
