@@ -55,6 +55,23 @@ def input_scale(X) -> float:
     return 1.0 / 255.0 if X.dtype == np.uint8 else 1.0
 
 
+def _host_weight(attribute, name):
+    """coef_ or intercept_: a host array, copied from the device when first read after a GPU fit."""
+
+    def get(self):
+        self._host_weights()
+        try:
+            return getattr(self, attribute)
+        except AttributeError:
+            raise AttributeError(f"{name}: this SoftmaxRegression is not fitted yet") from None
+
+    def set(self, value):
+        self._host_weights()
+        setattr(self, attribute, value)
+
+    return property(get, set)
+
+
 class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     """Multinomial logistic regression, by minibatch SGD or full-batch L-BFGS.
 
@@ -279,41 +296,17 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
     def _host_weights(self):
         trained = self.__dict__.pop("_trained", None)
-        if trained is not None:  # one transfer for both; a copy on the CPU too, which fit goes on training
+        if trained is not None:  # one transfer for both
             coef, b = trained
             both = to_numpy(array_module(device_of(coef)).concatenate([coef.ravel(), b]))
             self._coef, self._intercept = both[: coef.size].reshape(coef.shape), both[coef.size :]
 
-    @property
-    def coef_(self):
-        self._host_weights()
-        try:
-            return self._coef
-        except AttributeError:
-            raise AttributeError("coef_: this SoftmaxRegression is not fitted yet") from None
-
-    @coef_.setter
-    def coef_(self, value):
-        self._host_weights()
-        self._coef = value
-
-    @property
-    def intercept_(self):
-        self._host_weights()
-        try:
-            return self._intercept
-        except AttributeError:
-            raise AttributeError("intercept_: this SoftmaxRegression is not fitted yet") from None
-
-    @intercept_.setter
-    def intercept_(self, value):
-        self._host_weights()
-        self._intercept = value
+    coef_ = _host_weight("_coef", "coef_")
+    intercept_ = _host_weight("_intercept", "intercept_")
 
     def __getstate__(self):
         self._host_weights()  # a pickle holds host arrays, never device ones
         return super().__getstate__()
-
 
     # ---- inference ----
 
