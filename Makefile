@@ -10,12 +10,19 @@ APT := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get -q -y
 
 .PHONY: setup data train test bench clean
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.warm
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+# The CPU kernels compiled into Numba's cache once after installing, and again when their sources
+# change, so that the first `make train` trains at full speed (python -m fastsoftmax.warmup).
+$(VENV)/.warm: $(VENV)/.installed $(wildcard fastsoftmax/cpu*.py) fastsoftmax/jitcache.py \
+		fastsoftmax/permutation.py fastsoftmax/schedules.py
+	$(BIN)/python -m fastsoftmax.warmup
 	touch $@
 
 # Debian's dataset-fashion-mnist; without apt the loader downloads the files instead.

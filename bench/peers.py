@@ -252,14 +252,21 @@ def epoch_naive(X, y, order, batch, xp=np):
 
 def epoch_torch(X, y, order, batch, device="cpu", compile=False):
     """nn.Linear + F.cross_entropy + optim.SGD on preloaded tensors."""
-    torch, F, Xf, yt = _torch_data(X, y, device)
+    return torch_epoch(_torch_data(X, y, device), order, batch, device, compile)
+
+
+def torch_epoch(data, order, batch, device="cpu", compile=False, lr=LR, weight_decay=0.0):
+    """epoch_torch on data = _torch_data(...) loaded once (a sweep's models share it); weight_decay
+    decays the weights, not the bias, as fastsoftmax's does."""
+    torch, F, Xf, yt = data
     idx = [torch.as_tensor(order[lo:hi], device=device) for lo, hi in batches(len(order), batch)]
-    model = torch.nn.Linear(X.shape[1], K).to(device)
-    W, b = weights(X.shape[1])
+    model = torch.nn.Linear(Xf.shape[1], K).to(device)
+    W, b = weights(Xf.shape[1])
     with torch.no_grad():
         model.weight.copy_(torch.as_tensor(W.T))
         model.bias.copy_(torch.as_tensor(b))
-    opt = torch.optim.SGD(model.parameters(), lr=LR)
+    opt = torch.optim.SGD([{"params": [model.weight], "weight_decay": weight_decay}, {"params": [model.bias]}],
+                          lr=lr)
 
     def step(xb, yb):
         opt.zero_grad(set_to_none=True)
@@ -281,27 +288,47 @@ def epoch_torch(X, y, order, batch, device="cpu", compile=False):
 
 def epoch_jax(X, y, order, batch):
     """jax.jit of the whole epoch: lax.scan over the full batches, then the remainder."""
+    import jax.numpy as jnp
+
+    params = tuple(jnp.asarray(a) for a in weights(X.shape[1]))
+    return jax_epoch(X, y, order, batch, params, lambda Xu, yj, params, rows: jax_step(Xu, yj, params, rows, LR))
+
+
+def jax_step(Xu, yj, params, rows, lr, weight_decay=None):
+    """One SGD step on the rows `rows` of the uint8 pixels Xu and labels yj: (params, the batch's loss);
+    weight_decay, where given, decays the weights (not the bias), as fastsoftmax's does."""
+    import jax
+    import jax.numpy as jnp
+
+    def loss_fn(params):
+        W, b = params
+        logits = Xu[rows].astype(jnp.float32) * SCALE @ W + b
+        return -jnp.take_along_axis(jax.nn.log_softmax(logits), yj[rows][:, None], 1).mean()
+
+    loss, (dW, db) = jax.value_and_grad(loss_fn)(params)
+    W, b = params
+    if weight_decay is not None:
+        dW = dW + weight_decay * W
+    return (W - lr * dW, b - lr * db), loss
+
+
+def jax_epoch(X, y, order, batch, params, step):
+    """An epoch in one jax.jit from params: lax.scan of step(Xu, yj, params, rows) -> (params, loss)
+    over the full batches, then the remainder; the epoch's callable (it keeps the params)."""
     import jax
     import jax.numpy as jnp
 
     full = len(order) // batch * batch
     data = (jnp.asarray(X), jnp.asarray(y), jnp.asarray(order[:full].reshape(-1, batch)), jnp.asarray(order[full:]))
-    params = tuple(jnp.asarray(a) for a in weights(X.shape[1]))
 
     @jax.jit
     def run(params, Xu, yj, idx, rest):  # data as arguments: XLA would embed closed-over arrays
-        def loss_fn(params, rows):
-            W, b = params
-            logits = Xu[rows].astype(jnp.float32) * SCALE @ W + b
-            return -jnp.take_along_axis(jax.nn.log_softmax(logits), yj[rows][:, None], 1).mean()
+        def batch_step(params, rows):
+            return step(Xu, yj, params, rows)
 
-        def step(params, rows):
-            loss, grads = jax.value_and_grad(loss_fn)(params, rows)
-            return tuple(p - LR * g for p, g in zip(params, grads)), loss
-
-        params, losses = jax.lax.scan(step, params, idx)
+        params, losses = jax.lax.scan(batch_step, params, idx)
         if rest.size:
-            params, _ = step(params, rest)
+            params, _ = batch_step(params, rest)
         return params, losses.mean()
 
     state = {"params": params}

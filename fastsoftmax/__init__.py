@@ -13,9 +13,17 @@ array([1, 0])
 from .backend import DeviceError
 from .datasets import Dataset, DatasetError, DatasetNotFoundError, load_dataset
 from .estimator import SoftmaxRegression
-from .idx import IdxError, read_idx
-from .ops import accuracy, linear_softmax, linear_softmax_cross_entropy, softmax_cross_entropy, train_epoch
+from .idx import IdxError, read_idx, read_idx_dask
+from .ops import (
+    accuracy,
+    linear_softmax,
+    linear_softmax_cross_entropy,
+    softmax_cross_entropy,
+    train_epoch,
+    train_epoch_many,
+)
 from .solvers import TrainingDivergedError
+from .sweep import SoftmaxRegressionSweep
 
 __version__ = "0.1.0"
 
@@ -26,12 +34,15 @@ __all__ = [
     "DeviceError",
     "IdxError",
     "SoftmaxRegression",
+    "SoftmaxRegressionSweep",
     "TrainingDivergedError",
     "accuracy",
     "linear_softmax",
     "linear_softmax_cross_entropy",
     "load_dataset",
     "read_idx",
+    "read_idx_dask",
     "softmax_cross_entropy",
     "train_epoch",
+    "train_epoch_many",
 ]

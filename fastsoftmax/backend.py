@@ -4,7 +4,8 @@ NumPy arrays run on the Numba CPU kernels (fastsoftmax/cpu.py), CuPy arrays on
 the CUDA kernels (fastsoftmax/cuda.py): the habit of ``cupy.get_array_module``.
 ``fastsoftmax.ops`` imports the one that an array needs and is the only caller
 of a backend's functions; ``Backend`` below is the contract both satisfy
-(tests/test_backend.py checks them against it).
+(tests/test_backend.py checks them against it), and ``SweepBackend`` that of
+their wide-W kernels for sweeps (cpu_sweep.py, cuda_sweep.py; tests/test_sweep.py).
 """
 
 from __future__ import annotations
@@ -132,3 +133,20 @@ class Backend(Protocol):
         loss_sum adds each batch's mean loss times its rows, so loss_sum / len(rows)
         is the epoch's mean training loss.
         """
+
+
+@runtime_checkable
+class SweepBackend(Protocol):
+    """A backend's wide-W kernel, for learning-rate and weight-decay sweeps (cpu_sweep.py, cuda_sweep.py).
+
+    Its own contract beside ``Backend``, in modules of their own: the m models
+    of a sweep share every batch. coef (m, k, d) C-contiguous and b (m, k) in
+    the compute dtype stack the models' weights; lrs and weight_decays are
+    float64 arrays of m values of the backend's kind; the rest as
+    Backend.train_epoch.
+    """
+
+    def train_epoch_many(self, X, y, rows, coef, b, batch_size, x_scale, weight_decays, kind, lrs, total_steps,
+                         start_step):
+        """Backend.train_epoch for each model i (rate of lrs[i], decay weight_decays[i]) on the same batches,
+        coef and b updated in place; (loss_sums, correct), arrays of m values."""

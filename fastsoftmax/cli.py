@@ -38,6 +38,20 @@ def flag_type(rule: Rule):
 positive_int = flag_type(POSITIVE_INT)
 
 
+def grid_type(rule: Rule):
+    """flag_type for a flag that also takes a comma-separated list: one value as flag_type gives
+    it, several as a tuple (a sweep's grid: fastsoftmax/train_sweep.py)."""
+    one = flag_type(rule)
+
+    def parse(text):
+        values = tuple(one(word.strip()) for word in text.split(","))
+        if len(set(values)) < len(values):
+            raise argparse.ArgumentTypeError(f"lists a value twice: {text!r}")
+        return values[0] if len(values) == 1 else values
+
+    return parse
+
+
 class Explicit(argparse._StoreAction):
     """Store the value and note, in ``args.explicit``, that the flag was given (--resume keeps the rest)."""
 
@@ -51,14 +65,18 @@ def given(args) -> set:
     return getattr(args, "explicit", set())
 
 
-def add_hyperparameters(parser, hyperparameters):
-    """--<name> for each hyper-parameter with a flag: its rule, default and help from the table."""
+def add_hyperparameters(parser, hyperparameters, grids=()):
+    """--<name> for each hyper-parameter with a flag: its rule, default and help from the table.
+    The flags of the names in `grids` also take comma-separated lists (grid_type)."""
     for p in hyperparameters:
         if not p.flag:
             continue
         flag, help = "--" + p.name.replace("_", "-"), f"{p.help} (default: {p.default})"
         if p.rule.choices:
             parser.add_argument(flag, choices=p.rule.choices, default=p.default, help=help, action=Explicit)
+        elif p.name in grids:
+            parser.add_argument(flag, type=grid_type(p.rule), default=p.default, action=Explicit,
+                                help=help + "; several, comma-separated, train one model each in one pass (a sweep)")
         else:
             parser.add_argument(flag, type=flag_type(p.rule), default=p.default, help=help, action=Explicit)
 

@@ -15,23 +15,37 @@ per pixel.
 Rows are split into parts whose bounds depend on the row count alone
 (``n_parts``); the parts run in parallel and their partial sums are added in
 part order, so a result depends on the input alone, never on the thread count
-or scheduling. One gradient pass (``_batch_gradients``) and one reduction
-(``_reduce_parts``) serve both the one-call gradient and every step of the
-training epoch.
+or scheduling. One pass over a part's rows (``_rows_part``: the softmax, and
+for a gradient its partial sums) and one reduction (``_class_mean``) serve
+linear_softmax, the one-call gradient and every step of the training epoch.
+
+Compile time: Numba compiles a function per signature on its first call, then
+loads it from its cache (jitcache.py). A parallel loop compiles at four levels
+(its body, two wrappers, the function that holds it), and a function called
+from another is optimised and compiled to machine code again inside each
+level that calls it: with the parts called directly, a first fit compiled the
+tile code six times over, 11.6 s on the 2-core EPYC. Here the parallel loops
+call their kernels through the kernels' addresses (``_entry``, ``_call``): a
+loop compiles small and a kernel once per signature, and one loop
+(``_batches``) and one kernel (``_rows_part``) serve the forward pass, the
+gradient and the epoch. A first fit's kernels now compile in ~4 s; the
+table, function by function, is in the closing note of issue 17.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, prange, types
+from numba import prange, typeof, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
+from .jitcache import CACHE, njit
 from .permutation import halves, permute, round_keys
-from .schedules import learning_rate
+from .schedules import CONSTANT, learning_rate
 
 # Reassociation lets LLVM vectorise the dot-product sums; no 'nnan'/'ninf', so
 # a NaN or inf in the input still shows in the output rather than vanishing.
@@ -39,14 +53,21 @@ from .schedules import learning_rate
 # check and a Python exception per division (0.5 s less to compile; the
 # softmax denominators are >= 1 anyway).
 _FASTMATH = {"reassoc", "contract", "arcp", "nsz"}
-_JIT = {"cache": True, "fastmath": _FASTMATH, "nogil": True, "error_model": "numpy"}
+# cache: in jitcache's directory (False where none can be written); njit is jitcache's.
+_JIT = {"cache": CACHE, "fastmath": _FASTMATH, "nogil": True, "error_model": "numpy"}
+# The functions called from jitted code alone compile without the wrappers a call from Python or
+# from C needs (their unboxing code is as large as a small kernel: 12% of a first fit's compile).
+_INNER = {**_JIT, "no_cpython_wrapper": True, "no_cfunc_wrapper": True}
+# The parallel loops are the prange loops alone: no array expression becomes one of its own.
+_PRANGE = {"prange": True, "comprehension": False, "reduction": False, "inplace_binop": False, "setitem": False,
+           "numpy": False, "stencil": False, "fusion": False}
 
 # Rows per register tile: 8 rows x 2 classes = 16 vector accumulators and 10
 # loads per 16 FMAs, so the inner loops are FMA-bound and fit the 32 AVX-512
 # registers; each pass over a weight row serves 8 rows. Measured against 4
 # rows: a 60000-row epoch takes 15.5 ms rather than 17.5 ms on the 2-core Xeon.
 # Not a knob: _tile_logits and _tile_rank_update are written out for exactly
-# 8 rows, and assert that their tiles have 8.
+# 8 rows (their tiles come from _tile_buffers).
 TILE = 8
 # 64 rows keep a part's work (~2 MFLOP) far above the ~1.5 us cost of a
 # parallel launch, and give a 256-row minibatch 4 parts (measured faster on 2
@@ -66,8 +87,8 @@ def n_parts(n_rows):
 
 # The schedule's own float64 formula (schedules.py), compiled without fastmath
 # so that it rounds as the plain Python function does: the reference's rates to
-# the last bit, rounded once to the compute dtype in _train_epoch.
-_learning_rate = njit(cache=True, nogil=True, error_model="numpy")(learning_rate)
+# the last bit, rounded once to the compute dtype in _batches.
+_learning_rate = njit(cache=CACHE, nogil=True, error_model="numpy")(learning_rate)
 
 
 @intrinsic
@@ -94,7 +115,32 @@ def _prefetch(typingctx, arr, index):
     return types.void(arr, index), codegen
 
 
-@njit(**_JIT)
+@intrinsic
+def _call(typingctx, address, args):
+    """Call the compiled kernel whose native entry point is at address (an int from _entry, which
+    compiled it for exactly the types of the tuple args) with args; it returns nothing.
+
+    The call Numba makes for a first-class function value, without the value: a parallel loop
+    calling its kernel so leaves the kernel's code out of its own compilation (the module
+    docstring), and an int crosses from Python in nanoseconds where a function value takes
+    ~10 us to unbox on every call. The kernels raise nothing (no checks inside, NumPy's error
+    model), so the status of the call is not looked at.
+    """
+    if not (isinstance(address, types.Integer) and isinstance(args, types.BaseTuple)):
+        return None
+
+    def codegen(context, builder, sig, llargs):
+        argtypes = tuple(args.types)
+        pointer = context.call_conv.get_function_type(types.none, argtypes).as_pointer()
+        kernel = builder.inttoptr(llargs[0], pointer)
+        values = [builder.extract_value(llargs[1], i) for i in range(len(argtypes))]
+        context.call_conv.call_function(builder, kernel, types.none, argtypes, values)
+        return context.get_dummy_value()
+
+    return types.none(address, args), codegen
+
+
+@njit(**_INNER)
 def _load_tile(X, rows, lo, hi, xf):
     """xf[r] = X[rows[lo + r]] in xf's dtype, rows past hi - lo zeroed; prefetches the next
     tile. Returns the tile's row count, min(TILE, hi - lo)."""
@@ -114,10 +160,9 @@ def _load_tile(X, rows, lo, hi, xf):
     return min(TILE, hi - lo)
 
 
-@njit(**_JIT)
+@njit(**_INNER)
 def _tile_logits(xf, coef, b, x_scale, z):
     """z[r, :k] = x_scale * coef @ xf[r] + b for the 8 rows of the tile; reads each weight once per tile."""
-    assert xf.shape[0] == 8  # written out for 8 rows (TILE)
     k, d = coef.shape
     x0, x1, x2, x3, x4, x5, x6, x7 = xf[0], xf[1], xf[2], xf[3], xf[4], xf[5], xf[6], xf[7]
     for j in range(0, k, 2):
@@ -149,7 +194,7 @@ def _tile_logits(xf, coef, b, x_scale, z):
             z[r, j] = z[r, j] * x_scale + b[j]
 
 
-@njit(**_JIT)
+@njit(**_INNER)
 def _tile_rank_update(g, xf, dcoef):
     """dcoef[j] += sum_r g[r, j] * xf[r]: two gradient rows per pass, rows padded to even k.
 
@@ -157,7 +202,6 @@ def _tile_rank_update(g, xf, dcoef):
     for the second row (it cannot prove the stores miss xf): 10 loads per 16
     FMAs keep the loop FMA-bound, ~40% faster than reloading.
     """
-    assert xf.shape[0] == 8  # written out for 8 rows (TILE)
     d = xf.shape[1]
     x0, x1, x2, x3, x4, x5, x6, x7 = xf[0], xf[1], xf[2], xf[3], xf[4], xf[5], xf[6], xf[7]
     for j in range(0, dcoef.shape[0], 2):
@@ -173,7 +217,7 @@ def _tile_rank_update(g, xf, dcoef):
             v[p] += dv
 
 
-@njit(**_JIT)
+@njit(**_INNER)
 def _argmax(z, i, k):
     """(index of the first maximum of z[i, :k], as np.argmax; the maximum).
 
@@ -194,7 +238,7 @@ def _exp(x):
     return math.exp(x)
 
 
-@njit(**_JIT)
+@njit(**_INNER)
 def _expf(x):
     """exp(x) for float32 x <= 0, within 2 ulp: Cephes' expf (Moshier), without libm.
 
@@ -223,7 +267,7 @@ def _exp_overload(x):
     return lambda x: math.exp(x)  # float64 keeps libm's exactly rounded exp
 
 
-@njit(**_JIT)
+@njit(**_INNER)
 def _tile_softmax(z, k, m, lse, top):
     """z[r, :k] = softmax(z[r, :k]) in place for the first m rows of a tile;
     lse[r] gets the row's log-sum-exp and top[r] its argmax. Columns past k
@@ -253,14 +297,14 @@ def _tile_softmax(z, k, m, lse, top):
         lse[r] += math.log(s)
 
 
-@njit(**_JIT)
+@njit(**_INNER)
 def _part_bounds(n, q):
     """Rows lo..hi-1 of part q of n rows: they depend on n alone, never on the threads."""
     parts = n_parts(n)
     return n * q // parts, n * (q + 1) // parts
 
 
-@njit(**_JIT)
+@njit(**_INNER)
 def _tile_buffers(coef, columns):
     """A tile's buffers: its rows in the compute dtype (TILE, d), its logits
     (TILE, columns), zeroed, and its rows' log-sum-exp and argmax."""
@@ -268,50 +312,105 @@ def _tile_buffers(coef, columns):
             np.empty(TILE, coef.dtype), np.empty(TILE, np.int64))
 
 
-@njit(**_JIT)
-def _part_softmax(X, rows, lo, hi, coef, b, x_scale, P):
-    """P[i] = softmax(x_scale * coef @ X[i] + b) for the rows i = rows[lo..hi-1] (rows = 0..n-1)."""
+# ---- the part kernels: each computes part q of its rows, called by a parallel loop through its address ----
+
+
+@njit(**_INNER)
+def _rows_part(q, X, rows, y, coef, b, x_scale, P, part_dcoef, part_db, part_loss, part_hits):
+    """Part q of the rows X[rows]: per tile, the logits x_scale * coef @ x + b and their softmax; then,
+    where P has rows (linear_softmax), the softmax into P[rows]; else (a gradient) the unscaled
+    gradient sums of the part into part_dcoef[q], part_db[q], part_loss[q] (the loss sum) and
+    part_hits[q] (the argmax hits).
+
+    Per row: g = softmax(z) - onehot(y); dcoef += g x^T, db += g. dcoef has k
+    rounded up to even rows (the pad row stays 0). The caller multiplies by
+    x_scale / n (dcoef) and 1 / n (db) when it adds the parts. One kernel for
+    both, as the forward pass is the gradient's first half: it compiles once.
+    """
+    lo, hi = _part_bounds(rows.shape[0], q)
     k = coef.shape[0]
-    xf, z, lse, top = _tile_buffers(coef, k)
+    xf, g, lse, top = _tile_buffers(coef, k + k % 2)
+    forward = P.shape[0] > 0
+    if not forward:
+        part_dcoef[q] = 0
+        part_db[q] = 0
+    loss = 0.0
+    hits = 0
     for t in range(lo, hi, TILE):
         m = _load_tile(X, rows, t, hi, xf)
-        _tile_logits(xf, coef, b, x_scale, z)
-        _tile_softmax(z, k, m, lse, top)
-        for r in range(m):  # loops, not slice copies: those compile string-formatting code
+        _tile_logits(xf, coef, b, x_scale, g)
+        if not forward:
+            for r in range(m):
+                loss -= g[r, y[rows[t + r]]]
+        _tile_softmax(g, k, m, lse, top)
+        if forward:
+            for r in range(m):  # loops, not slice copies: those compile string-formatting code
+                for j in range(k):
+                    P[rows[t + r], j] = g[r, j]
+            continue
+        for r in range(m):
+            label = y[rows[t + r]]
+            loss += lse[r]
+            hits += top[r] == label
+            g[r, label] -= 1
             for j in range(k):
-                P[t + r, j] = z[r, j]
+                part_db[q, j] += g[r, j]
+        g[m:] = 0  # a last, short tile: its pad rows add nothing
+        _tile_rank_update(g, xf, part_dcoef[q])
+    if not forward:
+        part_loss[q], part_hits[q] = loss, hits
 
 
-@njit(parallel=True, **_JIT)
-def _linear_softmax(X, rows, coef, b, x_scale, P):
-    n = X.shape[0]
-    for q in prange(n_parts(n)):
-        lo, hi = _part_bounds(n, q)
-        _part_softmax(X, rows, lo, hi, coef, b, x_scale, P)
+@njit(**_INNER)
+def _class_mean(j, part_dcoef, part_db, parts, n, coef_scale, step, rate, weight_decay, dcoef, db, coef, b):
+    """Class j's mean gradient over n rows from the first `parts` partial sums, added in part order.
+    step False: into dcoef[j], db[j]. step True: dcoef is scratch, and coef[j], b[j] take the SGD
+    step in place, coef -= rate * (dcoef + weight_decay * coef), b -= rate * db
+    (kernels/linear_softmax_cross_entropy.cu's reduce_partials, on the GPU)."""
+    g = dcoef[j]
+    for p in range(g.shape[0]):
+        g[p] = part_dcoef[0, j, p]
+    for r in range(1, parts):
+        part = part_dcoef[r, j]
+        for p in range(g.shape[0]):
+            g[p] += part[p]
+    for p in range(g.shape[0]):
+        g[p] *= coef_scale
+    s = part_db[0, j]
+    for r in range(1, parts):
+        s += part_db[r, j]
+    mean_db = s / n
+    if step:
+        w = coef[j]
+        for p in range(w.shape[0]):
+            w[p] -= rate * (g[p] + weight_decay * w[p])
+        b[j] -= rate * mean_db
+    else:
+        db[j] = mean_db
 
 
-@njit(parallel=True, **_JIT)
-def _softmax_cross_entropy(logits, y, dlogits, part_loss):
+@njit(**_INNER)
+def _cross_entropy_part(q, logits, y, dlogits, part_loss):
+    """Part q of the rows: dlogits = (softmax(logits) - onehot(y)) / n, part_loss[q] = the rows' loss sum."""
     n, k = logits.shape
-    for q in prange(n_parts(n)):
-        lo, hi = _part_bounds(n, q)
-        lse = np.empty(TILE, logits.dtype)
-        top = np.empty(TILE, np.int64)
-        loss = 0.0
-        for t in range(lo, hi, TILE):
-            m = min(TILE, hi - t)
-            g = dlogits[t : t + m]
-            for r in range(m):
-                for j in range(k):
-                    g[r, j] = logits[t + r, j]
-            _tile_softmax(g, k, m, lse, top)
-            for r in range(m):
-                label = y[t + r]
-                loss += lse[r] - logits[t + r, label]
-                g[r, label] -= 1
-                for j in range(k):
-                    g[r, j] /= n
-        part_loss[q] = loss
+    lo, hi = _part_bounds(n, q)
+    lse = np.empty(TILE, logits.dtype)
+    top = np.empty(TILE, np.int64)
+    loss = 0.0
+    for t in range(lo, hi, TILE):
+        m = min(TILE, hi - t)
+        g = dlogits[t : t + m]
+        for r in range(m):
+            for j in range(k):
+                g[r, j] = logits[t + r, j]
+        _tile_softmax(g, k, m, lse, top)
+        for r in range(m):
+            label = y[t + r]
+            loss += lse[r] - logits[t + r, label]
+            g[r, label] -= 1
+            for j in range(k):
+                g[r, j] /= n
+    part_loss[q] = loss
 
 
 @njit(**_JIT)
@@ -323,100 +422,55 @@ def _count_rows_correct(scores, y, lo, hi):
     return hits
 
 
-@njit(parallel=True, **_JIT)
+# ---- the parallel loops: a prange over the parts (or classes), calling a kernel through its address ----
+
+
+@njit(parallel=_PRANGE, **_JIT)
+def _batches(part, reduce, X, y, rows, coef, b, batch_size, x_scale, weight_decay, kind, lr, total_steps, start_step,
+             step, P, dcoef, db, part_dcoef, part_db, part_loss, part_hits):
+    """The batches rows[s * batch_size : (s + 1) * batch_size], in order: per batch, its parts in
+    parallel (part: _rows_part's address), then, unless reduce is 0 (a forward pass into P), a
+    class per task, its mean gradient from the parts' sums (reduce: _class_mean's; step True: the
+    SGD step at step start_step + s's rate, else into dcoef, db). Returns the loss sum and the
+    argmax hits of all the rows.
+
+    One loop for an epoch (step True), a gradient (step False, one batch of all the rows) and
+    linear_softmax (reduce 0, one batch), so that the three share its compiled code.
+    """
+    n = rows.shape[0]
+    loss_sum = 0.0
+    correct = 0
+    for s in range((n + batch_size - 1) // batch_size):
+        batch = rows[s * batch_size : min(n, (s + 1) * batch_size)]
+        m = batch.shape[0]
+        parts = n_parts(m)
+        for q in prange(parts):
+            _call(part, (np.int64(q), X, batch, y, coef, b, x_scale, P, part_dcoef, part_db, part_loss, part_hits))
+        if reduce == 0:
+            continue
+        rate = coef.dtype.type(_learning_rate(kind, lr, total_steps, start_step + s))
+        coef_scale = dcoef.dtype.type(x_scale / m)  # float32 stays float32: no per-element casts
+        for j in prange(dcoef.shape[0]):
+            _call(reduce, (np.int64(j), part_dcoef, part_db, parts, m, coef_scale, step, rate, weight_decay, dcoef, db,
+                           coef, b))
+        for q in range(parts):
+            loss_sum += part_loss[q]
+            correct += part_hits[q]
+    return loss_sum, correct
+
+
+@njit(parallel=_PRANGE, **_JIT)
+def _softmax_cross_entropy(part, logits, y, dlogits, part_loss):
+    for q in prange(n_parts(logits.shape[0])):
+        _call(part, (np.int64(q), logits, y, dlogits, part_loss))
+
+
+@njit(parallel=_PRANGE, **_JIT)
 def _count_correct(scores, y, part_hits):
     n = scores.shape[0]
-    for q in prange(n_parts(n)):
-        lo, hi = _part_bounds(n, q)
+    for q in prange(n_parts(n)):  # a small loop body: compiled in place
+        lo, hi = _part_bounds(n, np.int64(q))
         part_hits[q] = _count_rows_correct(scores, y, lo, hi)
-
-
-@njit(**_JIT)
-def _part_gradients(X, rows, lo, hi, y, coef, b, x_scale, dcoef, db):
-    """Unscaled gradient sums of the rows X[rows[lo:hi]]; returns (loss sum, argmax hits).
-
-    Per row: g = softmax(z) - onehot(y); dcoef += g x^T, db += g. dcoef has k
-    rounded up to even rows (the pad row stays 0). The caller multiplies by
-    x_scale / n (dcoef) and 1 / n (db) when it adds the parts.
-    """
-    k = coef.shape[0]
-    xf, g, lse, top = _tile_buffers(coef, dcoef.shape[0])
-    dcoef[:] = 0
-    db[:] = 0
-    loss = 0.0
-    hits = 0
-    for t in range(lo, hi, TILE):
-        m = _load_tile(X, rows, t, hi, xf)
-        _tile_logits(xf, coef, b, x_scale, g)
-        for r in range(m):
-            loss -= g[r, y[rows[t + r]]]
-        _tile_softmax(g, k, m, lse, top)
-        for r in range(m):
-            label = y[rows[t + r]]
-            loss += lse[r]
-            hits += top[r] == label
-            g[r, label] -= 1
-            for j in range(k):
-                db[j] += g[r, j]
-        g[m:] = 0  # a last, short tile: its pad rows add nothing
-        _tile_rank_update(g, xf, dcoef)
-    return loss, hits
-
-
-@njit(parallel=True, **_JIT)
-def _batch_gradients(X, rows, y, coef, b, x_scale, part_dcoef, part_db, part_loss, part_hits):
-    """The partial sums of the rows X[rows] into the first n_parts(len(rows)) entries of the buffers, the parts in parallel."""
-    n = rows.shape[0]
-    for q in prange(n_parts(n)):
-        lo, hi = _part_bounds(n, q)
-        part_loss[q], part_hits[q] = _part_gradients(
-            X, rows, lo, hi, y, coef, b, x_scale, part_dcoef[q], part_db[q]
-        )
-
-
-@njit(**_JIT)
-def _sum_row(part_dcoef, parts, j, scale, out):
-    """out = scale * (the parts' rows j, added in part order)."""
-    for p in range(out.shape[0]):
-        out[p] = part_dcoef[0, j, p]
-    for q in range(1, parts):
-        part = part_dcoef[q, j]
-        for p in range(out.shape[0]):
-            out[p] += part[p]
-    for p in range(out.shape[0]):
-        out[p] *= scale
-
-
-@njit(**_JIT)
-def _sum_bias(part_db, parts, j):
-    """The parts' biases j, added in part order."""
-    s = part_db[0, j]
-    for q in range(1, parts):
-        s += part_db[q, j]
-    return s
-
-
-@njit(parallel=True, **_JIT)
-def _reduce_parts(part_dcoef, part_db, n, x_scale, dcoef, db, step, coef, b, lr, weight_decay):
-    """The mean gradient of n rows from their n_parts(n) partial sums, added in
-    part order, a class per task. step False: into dcoef, db. step True: dcoef
-    is scratch, and coef, b take the SGD step in place,
-    coef -= lr * (dcoef + weight_decay * coef), b -= lr * db (kernels/
-    linear_softmax_cross_entropy.cu's reduce_partials, on the GPU).
-    """
-    coef_scale = dcoef.dtype.type(x_scale / n)  # float32 stays float32: no per-element casts
-    parts = n_parts(n)
-    for j in prange(dcoef.shape[0]):
-        g = dcoef[j]
-        _sum_row(part_dcoef, parts, j, coef_scale, g)
-        mean_db = _sum_bias(part_db, parts, j) / n
-        if step:
-            w = coef[j]
-            for p in range(w.shape[0]):
-                w[p] -= lr * (g[p] + weight_decay * w[p])
-            b[j] -= lr * mean_db
-        else:
-            db[j] = mean_db
 
 
 @njit(**_JIT)
@@ -426,26 +480,40 @@ def _permutation(n, half, mask, k0, k1, k2, k3, order):
         order[i] = permute(np.uint64(i), n, half, mask, k0, k1, k2, k3)
 
 
-# No parallel=True: the parallel work is in _batch_gradients and _reduce_parts,
-# whose first call starts Numba's thread pool, also when this function comes
-# from the cache (checked with the omp and workqueue layers, Numba 0.68).
-@njit(**_JIT)
-def _train_epoch(X, y, rows, coef, b, batch_size, x_scale, weight_decay, kind, lr, total_steps, start_step,
-                 part_dcoef, part_db, part_loss, part_hits):
-    n = rows.shape[0]
-    dcoef, db = np.empty_like(coef), np.empty_like(b)  # scratch: the mean gradient of a batch
-    loss_sum = 0.0
-    correct = 0
-    for step in range((n + batch_size - 1) // batch_size):
-        batch = rows[step * batch_size : min(n, (step + 1) * batch_size)]
-        m = batch.shape[0]
-        _batch_gradients(X, batch, y, coef, b, x_scale, part_dcoef, part_db, part_loss, part_hits)
-        rate = coef.dtype.type(_learning_rate(kind, lr, total_steps, start_step + step))
-        _reduce_parts(part_dcoef, part_db, m, x_scale, dcoef, db, True, coef, b, rate, weight_decay)
-        for q in range(n_parts(m)):
-            loss_sum += part_loss[q]
-            correct += part_hits[q]
-    return loss_sum, correct
+# ---- the kernels' addresses, and the buffers of a call ----
+
+_ENTRIES = {}  # (kernel, the kinds of the caller's arrays) -> the address of the kernel's native entry point
+
+
+def _kind(a):
+    """What Numba's type of an array depends on (numba.typeof): its dtype, dimensions, layout and writeability."""
+    flags = a.flags
+    return a.dtype, a.ndim, "C" if flags.c_contiguous else "F" if flags.f_contiguous else "A", flags.writeable
+
+
+def _entry(kernel, args, given):
+    """The address of kernel's native entry point for the types of args (q first), compiled on first
+    need, for _call. Memoised by the kinds of `given`, the caller's arrays among args: the other
+    arguments are made here, of types that follow from theirs."""
+    key = (kernel, *map(_kind, given))
+    address = _ENTRIES.get(key)
+    if address is None:
+        signature = tuple(map(typeof, args))
+        kernel.compile(signature)
+        compiled = kernel.overloads[signature]
+        address = _ENTRIES[key] = compiled.library.get_pointer_to_function(compiled.fndesc.llvm_func_name)
+    return address
+
+
+_NO_LABELS = np.empty(0, np.int64)  # y of a forward pass
+
+
+@functools.cache
+def _empty(dtype, k):
+    """Empty stand-ins: a forward pass's P (in a gradient), and a gradient's mean (dcoef, db) and
+    partial sums (dcoef, db, loss, hits) (in a forward pass), never written."""
+    return (np.empty((0, k), dtype), np.empty((0, 0), dtype), np.empty(0, dtype),
+            np.empty((0, 0, 0), dtype), np.empty((0, 0), dtype), np.empty(0), np.empty(0, np.int64))
 
 
 def _part_buffers(n, coef):
@@ -454,6 +522,20 @@ def _part_buffers(n, coef):
     k, d = coef.shape
     return (np.empty((parts, k + k % 2, d), coef.dtype), np.empty((parts, k), coef.dtype),
             np.empty(parts), np.empty(parts, np.int64))
+
+
+def _gradient(X, y, rows, coef, b, batch_size, x_scale, weight_decay, kind, lr, total_steps, start_step, step,
+              dcoef, db):
+    """_batches over X[rows] with a gradient's kernels: (loss sum, hits, each part's loss sum, hits)."""
+    t = coef.dtype.type
+    no_rows = _empty(coef.dtype, coef.shape[0])[0]
+    buffers = _part_buffers(min(batch_size, rows.shape[0]), coef)
+    part = _entry(_rows_part, (0, X, rows, y, coef, b, t(0), no_rows, *buffers), (X, rows, y, coef, b))
+    reduce = _entry(_class_mean, (0, buffers[0], buffers[1], 0, 0, t(0), True, t(0), t(0), dcoef, db, coef, b),
+                    (dcoef, db, coef, b))
+    loss_sum, correct = _batches(part, reduce, X, y, rows, coef, b, batch_size, t(x_scale), t(weight_decay), kind,
+                                 float(lr), total_steps, start_step, step, no_rows, dcoef, db, *buffers)
+    return loss_sum, correct, buffers[2], buffers[3]
 
 
 # ---- the backend contract (backend.Backend) ----
@@ -469,15 +551,20 @@ from . import cpu_blas
 def linear_softmax(X, coef, b, x_scale):
     if cpu_blas.use_blas(*coef.shape):
         return cpu_blas.linear_softmax(X, coef, b, x_scale)
-    P = np.empty((X.shape[0], coef.shape[0]), coef.dtype)
-    _linear_softmax(X, np.arange(X.shape[0]), coef, b, coef.dtype.type(x_scale), P)
+    n, t = X.shape[0], coef.dtype
+    P, rows, x_scale, zero = np.empty((n, coef.shape[0]), t), np.arange(n), t.type(x_scale), t.type(0)
+    _, dcoef, db, *sums = _empty(t, coef.shape[0])  # a forward pass: no labels, no gradient
+    part = _entry(_rows_part, (0, X, rows, _NO_LABELS, coef, b, x_scale, P, *sums), (X, coef, b))
+    _batches(part, 0, X, _NO_LABELS, rows, coef, b, max(n, 1), x_scale, zero, CONSTANT, 0.0, 1, 0, False, P, dcoef,
+             db, *sums)
     return P
 
 
 def softmax_cross_entropy(logits, y):
     dlogits = np.empty_like(logits)
     part_loss = np.empty(n_parts(logits.shape[0]))
-    _softmax_cross_entropy(logits, y, dlogits, part_loss)
+    args = (logits, y, dlogits, part_loss)
+    _softmax_cross_entropy(_entry(_cross_entropy_part, (0, *args), (logits, y)), *args)
     return np.asarray(part_loss.sum() / logits.shape[0], logits.dtype), dlogits
 
 
@@ -485,11 +572,11 @@ def linear_softmax_cross_entropy(X, coef, b, y, x_scale):
     if cpu_blas.use_blas(*coef.shape):
         return cpu_blas.linear_softmax_cross_entropy(X, coef, b, y, x_scale)
     n = X.shape[0]
-    t = coef.dtype.type
-    part_dcoef, part_db, part_loss, part_hits = _part_buffers(n, coef)
-    _batch_gradients(X, np.arange(n), y, coef, b, t(x_scale), part_dcoef, part_db, part_loss, part_hits)
+    if not (coef.flags.writeable and b.flags.writeable):  # _class_mean's code (an SGD step) writes them: Numba
+        coef, b = coef.copy(), b.copy()                 # types it for writable weights, whether it steps or not
     dcoef, db = np.empty_like(coef), np.empty_like(b)
-    _reduce_parts(part_dcoef, part_db, n, t(x_scale), dcoef, db, False, coef, b, t(0), t(0))
+    *_, part_loss, part_hits = _gradient(X, y, np.arange(n), coef, b, max(n, 1), x_scale, 0, CONSTANT, 0.0, 1, 0, False,
+                                         dcoef, db)
     return np.asarray(part_loss.sum() / n, coef.dtype), np.asarray(part_hits.sum()), dcoef, db
 
 
@@ -512,9 +599,6 @@ def train_epoch(X, y, rows, coef, b, batch_size, x_scale, weight_decay, kind, lr
     if cpu_blas.use_blas(*coef.shape):
         return cpu_blas.train_epoch(X, y, rows, coef, b, batch_size, x_scale, weight_decay, kind, lr, total_steps,
                                     start_step)
-    t = coef.dtype.type
-    loss_sum, correct = _train_epoch(
-        X, y, rows, coef, b, batch_size, t(x_scale), t(weight_decay), kind, float(lr), total_steps, start_step,
-        *_part_buffers(min(batch_size, rows.shape[0]), coef),
-    )
+    loss_sum, correct, *_ = _gradient(X, y, rows, coef, b, batch_size, x_scale, weight_decay, kind, lr, total_steps,
+                                      start_step, True, np.empty_like(coef), np.empty_like(b))
     return np.asarray(loss_sum), np.asarray(correct)

@@ -29,9 +29,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
 
-from .cpu import _JIT, _argmax, _exp, _learning_rate, _part_bounds, n_parts
+from .cpu import _INNER, _JIT, _argmax, _exp, _learning_rate, _part_bounds, n_parts
+from .jitcache import njit
 
 # Where the backend switches from cpu.py's register tiles to this path: k at or
 # above BLAS_MIN_CLASSES. Measured with bench/crossover.py (4096 rows, float32,
@@ -72,7 +72,7 @@ def _gather_rows(X, rows, lo, out):
             o[p] = x[p]
 
 
-@njit(**_JIT)
+@njit(**_INNER)
 def _row_softmax(Z, i, b, x_scale):
     """Z[i] = softmax(x_scale * Z[i] + b) in place, max-subtracted; returns (the log-sum-exp, the argmax)."""
     z, k = Z[i], Z.shape[1]
@@ -136,7 +136,7 @@ def _add_parts(part_db, part_loss, part_hits, parts, db, stats):
 @njit(**_JIT)
 def _sgd_step(coef, b, dsum, dbsum, coef_scale, inv_n, rate, weight_decay):
     """coef -= rate * (coef_scale * dsum + weight_decay * coef), b -= rate * dbsum * inv_n: the
-    fused path's rule (cpu._reduce_parts), a class per task."""
+    fused path's rule (cpu._class_mean), a class per task."""
     for j in range(coef.shape[0]):
         w, g = coef[j], dsum[j]
         for p in range(w.shape[0]):
@@ -186,13 +186,17 @@ class _Gradient:
             labels = y[lo : lo + count] if rows is None else y[rows[lo : lo + count]]
             _softmax_rows_gradient(z, b, x_scale, labels, self.part_db, self.part_loss, self.part_hits)
             _add_parts(self.part_db, self.part_loss, self.part_hits, n_parts(count), self.dbsum, self.stats)
-            if lo == 0:
-                np.matmul(z.T, x, out=self.dsum)
-            else:
-                if self.scratch is None:
-                    self.scratch = np.empty_like(self.dsum)
-                np.matmul(z.T, x, out=self.scratch)
-                self.dsum += self.scratch
+            self.add_products(z, x, lo == 0)
+
+    def add_products(self, g, x, first):
+        """dsum (+)= g.T @ x: the chunk's gradient sums, set by the batch's first chunk."""
+        if first:
+            np.matmul(g.T, x, out=self.dsum)
+            return
+        if self.scratch is None:
+            self.scratch = np.empty_like(self.dsum)
+        np.matmul(g.T, x, out=self.scratch)
+        self.dsum += self.scratch
 
 
 def linear_softmax(X, coef, b, x_scale):
@@ -220,7 +224,7 @@ def linear_softmax_cross_entropy(X, coef, b, y, x_scale):
     sums = _Gradient(X, coef, n)
     sums(X, None, n, y, coef, b, t(x_scale))
     dcoef = sums.dsum
-    dcoef *= t(x_scale / n)  # as cpu._reduce_parts: the sum times x_scale / n rounded once
+    dcoef *= t(x_scale / n)  # as cpu._class_mean: the sum times x_scale / n rounded once
     return (np.asarray(sums.stats[0] / n, coef.dtype), np.asarray(int(sums.stats[1])), dcoef,
             sums.dbsum / t(n))
 

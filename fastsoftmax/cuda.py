@@ -353,17 +353,20 @@ class _LargeGradient:
     large-shape path, and its buffers: dcoef = sum of g x^T (k, d), db = sum
     of g (k), stats = (loss sum, argmax hits). Every sum runs in a fixed order
     (chunks in order, cuBLAS and CuPy reductions of fixed shapes), so a batch
-    always gives the same bits."""
+    always gives the same bits. groups > 1: coef stacks that many models of
+    k / groups classes (a sweep, cuda_sweep.py), each with its own softmax;
+    stats then holds each model's (loss sum, hits) in turn."""
 
-    def __init__(self, X, coef, max_rows: int):
+    def __init__(self, X, coef, max_rows: int, groups: int = 1):
         k, d = coef.shape
         t = coef.dtype
-        self.k, self.t = k, t
+        self.k, self.t, self.groups = k, t, groups
         self.chunk = max(1, min(_chunk_rows(k, d), max_rows))
         self.logits = cp.empty((self.chunk, k), t)
         self.x = None if X.dtype == t else cp.empty((self.chunk, d), t)
-        self.part = cp.empty((_rows_grid(self.chunk) * ROWS_PER_WARP_BLOCK, 2), t)  # each warp's (loss, hits)
-        self.dcoef, self.db, self.stats = cp.empty((k, d), t), cp.empty(k, t), cp.empty(2, t)
+        # each warp's (loss, hits) per model
+        self.part = cp.empty((_rows_grid(self.chunk) * ROWS_PER_WARP_BLOCK, 2 * groups), t)
+        self.dcoef, self.db, self.stats = cp.empty((k, d), t), cp.empty(k, t), cp.empty(2 * groups, t)
         self.kernel = _kernel("softmax_rows", template_id("softmax_rows_gradient", t))
 
     def __call__(self, X, rows, first, nrows, y, coef, b, x_scale):
@@ -377,8 +380,8 @@ class _LargeGradient:
             self.kernel(
                 (grid,),
                 (THREADS,),
-                (z, b, self.t.type(x_scale), np.int32(self.k), np.int32(count), NULL if rows is None else rows,
-                 np.int64(lo), y, self.part),
+                (z, b, self.t.type(x_scale), np.int32(self.k // self.groups), np.int32(self.groups), np.int32(count),
+                 NULL if rows is None else rows, np.int64(lo), y, self.part),
             )
             part = self.part[: grid * ROWS_PER_WARP_BLOCK]
             if i == 0:

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_write
-from .idx import MAX_BYTES, IdxError, read_idx, read_idx_header
+from .idx import MAX_BYTES, IdxError, is_compressed, read_idx, read_idx_dask, read_idx_header
 
 __all__ = ["DATASET_NAMES", "Dataset", "DatasetError", "DatasetNotFoundError", "load_dataset"]
 
@@ -91,7 +91,7 @@ class Dataset:
     """A loaded data set.
 
     Images are flattened to C-contiguous rows of uint8 pixels, shape
-    (n, rows * columns); labels are the uint8 class indices as stored (cast
+    (n, rows * columns) (x_train a Dask array of such rows when loaded chunked); labels are the uint8 class indices as stored (cast
     them with ``.astype(np.int64)`` where an index type is wanted).
     """
 
@@ -110,8 +110,13 @@ class Dataset:
         return range(len(self.class_names))
 
 
-def load_dataset(name: str = "fashion-mnist", data_dir: str | os.PathLike | None = None) -> Dataset:
+def load_dataset(name: str = "fashion-mnist", data_dir: str | os.PathLike | None = None, *,
+                 chunked: bool = False) -> Dataset:
     """Load a data set by name ("fashion-mnist" or "mnist"); see the module doc for where from.
+
+    chunked: x_train is a Dask array (idx.read_idx_dask): a raw (not .gz)
+    training-images file is then memory-mapped chunk by chunk, so it may be
+    larger than memory; the labels and the test split are read as usual.
 
     Raises ValueError for an unknown name, DatasetNotFoundError when no folder
     has the files and downloading fails or is disabled (or when the folder
@@ -135,11 +140,13 @@ def load_dataset(name: str = "fashion-mnist", data_dir: str | os.PathLike | None
             f"{paths[0]} holds images of shape {headers[0][0][1:]} but {paths[2]} of shape "
             f"{headers[2][0][1:]}; the files come from different data sets"
         )
-    size = sum(math.prod(shape) for shape, _ in headers)  # uint8 throughout
+    mapped = chunked and not is_compressed(paths[0])  # memory-mapped: nothing is allocated for it
+    size = sum(math.prod(shape) for shape, _ in headers[mapped:])  # uint8 throughout
     if size > MAX_BYTES:
         raise DatasetError(f"{folder}: the four files claim {size:,} bytes of data, more than the "
                            f"{MAX_BYTES:,} a data set may hold here; is it the right folder?")
-    x_train, y_train, x_test, y_test = (_read(path, source, read_idx) for path in paths)
+    x_train = _read(paths[0], source, read_idx_dask if chunked else read_idx)
+    y_train, x_test, y_test = (_read(path, source, read_idx) for path in paths[1:])
     _check_labels(paths[1], y_train, n_classes)
     _check_labels(paths[3], y_test, n_classes)
     return Dataset(
@@ -150,7 +157,7 @@ def load_dataset(name: str = "fashion-mnist", data_dir: str | os.PathLike | None
         y_test=y_test,
         class_names=source.class_names,
         source=folder,
-        image_shape=x_train.shape[1:],
+        image_shape=headers[0][0][1:],
     )
 
 

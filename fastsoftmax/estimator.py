@@ -23,15 +23,15 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import column_or_1d, validate_data
 
-from . import ops, solvers
+from . import distributed, ops, solvers
 from .backend import array_module, device_of, resolve_device
+from .distributed import is_dask
 from .hyperparameters import DEFAULTS, HYPERPARAMETERS
-from .modelfile import BY_DTYPE, FORMAT, LABEL_KINDS, bad_model, read_model, write_model
+from .labels import as_classes, encode, host_labels
+from .modelfile import BY_DTYPE, FORMAT, bad_model, read_model, write_model
 from .solvers import TrainingDivergedError, to_numpy
 from .validation import (
     FEATURE_DTYPES,
-    MAX_CLASSES,
-    check_classes,
     check_finite,
     check_matrix,
     check_model_size,
@@ -139,14 +139,15 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         model at the last iterate.
         """
         self.validate_params()
-        xp = array_module(resolve_device(self.device))
+        device = resolve_device(self.device)
+        xp = array_module(device)
         warm = self.warm_start and self._fitted()
         # Checked once here; every epoch below takes ops' trusted path.
-        X, y = self._checked_data(X, y, xp, reset=not warm)
-        labels = [y] + ([eval_set[1]] if eval_set is not None else [])
+        X, y, found = self._training_data(X, y, xp, reset=not warm)
+        labels = [found] + ([eval_set[1]] if eval_set is not None else [])
         classes_ = self._fit_classes(labels, classes, warm)
         check_model_size(len(classes_), X.shape[1], f"{len(classes_):,} classes")
-        y = _encode(y, classes_, xp, "y")
+        y = encode(y, classes_, xp, "y")
         evaluate = self._evaluator(eval_set, classes_, xp, X.shape[1])
         if not warm:
             self._reset(classes_, X)
@@ -154,19 +155,15 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         if self.solver == "lbfgs":
             dtype = np.float32 if X.dtype == np.float32 else np.float64  # see COMPUTE_DTYPE
             coef, b = xp.array(self.coef_, dtype=dtype, order="C"), xp.array(self.intercept_, dtype=dtype)
-            first = len(self.history_)
-            self.n_iter_ = solvers.lbfgs(xp, X, y, coef, b, C=float(self.C), tol=float(self.tol),
-                                         max_iter=int(self.max_iter), x_scale=x_scale,
+            gradient = (distributed.fused_gradient(X, y, x_scale, dtype, device) if is_dask(X)
+                        else solvers.fused_gradient(xp, X, y, x_scale, dtype))
+            self.n_iter_ = solvers.lbfgs(xp, gradient, X.shape[0], coef, b, C=float(self.C), tol=float(self.tol),
+                                         max_iter=int(self.max_iter),
                                          evaluate=lambda W, bias: evaluate(W, bias, x_scale),
-                                         publish=self._publisher(callback, first))
+                                         publish=self._publisher(callback, len(self.history_)))
             return self
-        coef = xp.array(self.coef_, dtype=COMPUTE_DTYPE, order="C")  # copies: fit trains its own
-        b = xp.array(self.intercept_, dtype=COMPUTE_DTYPE)
-        solvers.sgd(xp, X, y, coef, b, first_epoch=len(self.history_), epochs=int(self.epochs),
-                    batch_size=int(self.batch_size), lr=float(self.lr), schedule=self.schedule,
-                    weight_decay=float(self.weight_decay), seed=int(self.seed), x_scale=x_scale,
-                    evaluate=lambda W, bias: evaluate(W, bias, x_scale), publish=self._publisher(callback, 0))
-        self.n_iter_ = len(self.history_)
+        self._sgd(xp, X, y, first_epoch=len(self.history_), epochs=int(self.epochs), schedule=self.schedule,
+                  evaluate=lambda W, bias: evaluate(W, bias, x_scale), publish=self._publisher(callback, 0))
         return self
 
     @available_if(lambda self: self.solver == "sgd")  # lbfgs has none: hasattr says so, as scikit-learn's
@@ -182,24 +179,41 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         first = not self._fitted()
         if first and classes is None:
             raise ValueError("classes must be given to the first call of partial_fit: the labels y may hold")
-        X, y = self._checked_data(X, y, xp, reset=first)
+        X, y, found = self._training_data(X, y, xp, reset=first)
         if first:
-            self._reset(self._fit_classes([y], classes, False), X)
-        elif classes is not None and not np.array_equal(_as_classes(classes), self.classes_):
+            self._reset(self._fit_classes([found], classes, False), X)
+        elif classes is not None and not np.array_equal(as_classes(classes), self.classes_):
             raise ValueError(f"classes={classes!r:.80} differ from the classes_ of the earlier calls")
-        y = _encode(y, self.classes_, xp, "y")
+        y = encode(y, self.classes_, xp, "y")
+        done = len(self.history_)
+        self._sgd(xp, X, y, first_epoch=done, epochs=done + 1, schedule="constant", evaluate=lambda W, bias: None,
+                  publish=self._publisher(None, 0))
+        return self
+
+    def _sgd(self, xp, X, y, **run):
+        """solvers.sgd from the model's weights (copies: fit trains its own) over X's rows or chunks."""
         coef = xp.array(self.coef_, dtype=COMPUTE_DTYPE, order="C")
         b = xp.array(self.intercept_, dtype=COMPUTE_DTYPE)
-        done = len(self.history_)
-        solvers.sgd(xp, X, y, coef, b, first_epoch=done, epochs=done + 1, batch_size=int(self.batch_size),
-                    lr=float(self.lr), schedule="constant", weight_decay=float(self.weight_decay),
-                    seed=int(self.seed), x_scale=self._scale_of(X), evaluate=lambda W, bias: None,
-                    publish=self._publisher(None, 0))
+        blocks = distributed.fit_blocks(X, y, xp) if is_dask(X) else [(X.shape[0], lambda: (X, y))]
+        solvers.sgd(xp, blocks, coef, b, batch_size=int(self.batch_size), lr=float(self.lr),
+                    weight_decay=float(self.weight_decay), seed=int(self.seed), x_scale=self._scale_of(X), **run)
         self.n_iter_ = len(self.history_)
-        return self
 
     def _fitted(self):
         return "classes_" in vars(self)
+
+    def _training_data(self, X, y, xp, reset):
+        """(X, y, labels): X validated once (in memory: on X's device or moved to xp's; a Dask array:
+        chunked by rows), y as given (1-D), and the labels to find the classes in (y, or its distinct
+        labels for a Dask y)."""
+        if is_dask(X):
+            X, y, found = distributed.training_data(X, y, None if reset else self.n_features_in_)
+            if reset:
+                self.n_features_in_ = X.shape[1]
+                self.__dict__.pop("feature_names_in_", None)
+            return X, y, found
+        X, y = self._checked_data(X, y, xp, reset)
+        return X, y, y
 
     def _checked_data(self, X, y, xp, reset):
         """X (validated once, on X's device or moved to xp's) and y as given (1-D)."""
@@ -222,14 +236,14 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     def _fit_classes(self, labels, classes, warm):
         """The classes: `classes`, else the fitted model's when warm, else the labels seen."""
         if classes is not None:
-            found = _as_classes(classes)
+            found = as_classes(classes)
             if warm and not np.array_equal(found, self.classes_):
                 raise ValueError(f"classes has {len(found)} classes, but the fitted model has "
                                  f"{len(self.classes_)}: {self.classes_!r:.80}")
             return found
         if warm:
             return self.classes_
-        found = _as_classes(np.unique(np.concatenate([_host_labels(a) for a in labels])), seen=True)
+        found = as_classes(np.unique(np.concatenate([host_labels(a) for a in labels])), seen=True)
         return found
 
     def _reset(self, classes_, X):
@@ -255,7 +269,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             X_eval = xp.asarray(check_array(X_eval, dtype=HOST_DTYPES, order="C", input_name="eval_set X"))
         if X_eval.shape[1] != n_features:
             raise ValueError(f"eval_set X has {X_eval.shape[1]} features, but X has {n_features}")
-        y_eval = _encode(y_eval if device_of(y_eval) == "cuda" else column_or_1d(y_eval), classes_, xp,
+        y_eval = encode(y_eval if device_of(y_eval) == "cuda" else column_or_1d(y_eval), classes_, xp,
                          "eval_set y")
         if y_eval.shape[0] != X_eval.shape[0]:
             raise ValueError(f"eval_set y has {y_eval.shape[0]} labels, but eval_set X has {X_eval.shape[0]} rows")
@@ -325,7 +339,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         return X, xp, xp.asarray(self.coef_).T, xp.asarray(self.intercept_)
 
     def predict_proba(self, X):
-        """Class probabilities (n, k) in the order of classes_, an array of X's kind."""
+        """Class probabilities (n, k) in the order of classes_, an array of X's kind (Dask: lazy, by chunk)."""
+        if is_dask(X):
+            return distributed.map_rows(self.predict_proba, X, len(self.classes_), self.coef_.dtype)
         X, xp, W, b = self._inputs(X)
         return ops.linear_softmax(X, W, b, x_scale=self._scale_of(X))
 
@@ -334,12 +350,17 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
     def decision_function(self, X):
         """The logits (n, k); for two classes, as scikit-learn, the second's minus the first's (n,)."""
+        if is_dask(X):
+            k = len(self.classes_)
+            return distributed.map_rows(self.decision_function, X, 0 if k == 2 else k, self.coef_.dtype)
         X, xp, W, b = self._inputs(X)
         scores = (X.astype(W.dtype) * W.dtype.type(self._scale_of(X))) @ W + b
         return scores[:, 1] - scores[:, 0] if scores.shape[1] == 2 else scores
 
     def predict(self, X):
         """The labels (classes_) of the likeliest classes; on a GPU, an array of X's kind for numeric labels."""
+        if is_dask(X):
+            return distributed.map_rows(self.predict, X, 0, self.classes_.dtype)
         index = self.predict_proba(X).argmax(axis=1)
         if isinstance(index, np.ndarray):
             return self.classes_[index]
@@ -349,8 +370,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
     def score(self, X, y, sample_weight=None):
         """Mean accuracy on (X, y)."""
+        if is_dask(X):
+            return distributed.accuracy(self.predict(X), y, sample_weight)
         if device_of(X) == "cuda":
-            return ops.accuracy(self.predict_proba(X), _encode(y, self.classes_, array_module("cuda"), "y"))
+            return ops.accuracy(self.predict_proba(X), encode(y, self.classes_, array_module("cuda"), "y"))
         return accuracy_score(y, self.predict(X), sample_weight=sample_weight)
 
     # ---- persistence ----
@@ -396,65 +419,6 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         model.n_features_in_, model.n_iter_ = model.coef_.shape[1], len(model.history_)
         model.dataset_ = fields["dataset"]
         return model
-
-
-def _as_classes(classes, seen=False):
-    """The classes as a sorted 1-D array of distinct labels; a count k means 0..k-1.
-
-    seen: the labels found in y (whose count, not a `classes` argument, is then named).
-    """
-    if isinstance(classes, (int, np.integer)) and not isinstance(classes, (bool, np.bool_)):
-        return np.arange(check_classes(classes))
-    what = "y holds" if seen else "classes must be"
-    values = np.asarray(classes)
-    if values.dtype.kind == "O" and all(isinstance(v, str) for v in values.ravel()):
-        values = values.astype(str)  # strings in an object array (pandas): stored as a string array
-    if values.ndim != 1 or values.dtype.kind not in LABEL_KINDS or (
-            values.dtype.kind == "f" and not np.isfinite(values).all()):
-        raise ValueError(f"classes must be a class count k or a 1-D array of labels (integers, floats or "
-                         f"strings), got {classes!r:.80}")
-    found = np.unique(values)
-    if len(found) != len(values) and not seen:
-        raise ValueError(f"classes must be distinct labels, got {classes!r:.80}")
-    if len(found) < 2:
-        raise ValueError(f"This solver needs samples of at least 2 classes in the data, "
-                         f"but the data contains only one class: {found[0]!r}" if len(found) and seen else
-                         f"{what} at least 2 classes, got {found!r:.80}")
-    if len(found) > MAX_CLASSES:
-        raise ValueError(f"classes must number between 2 and {MAX_CLASSES}, got {len(found):,}")
-    return found
-
-
-def _host_labels(y):
-    """y's labels on the host (one transfer of the distinct labels of a CuPy y), 1-D."""
-    if device_of(y) == "cuda":
-        return to_numpy(array_module("cuda").unique(y))
-    return np.asarray(y).ravel()
-
-
-def _encode(y, classes_, xp, name):
-    """y's labels as int64 indices into classes_, an array of xp's kind; ValueError for a label not in classes_."""
-    host = device_of(y) != "cuda"
-    yy = np.asarray(y) if host else y
-    if yy.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, one label per row, got shape {yy.shape}")
-    if yy.size == 0:
-        raise ValueError(f"{name} holds no labels")
-    if host and yy.dtype.kind == "O" and classes_.dtype.kind == "U":
-        yy = yy.astype(str)
-    ns = np if host else array_module("cuda")
-    table = classes_ if host else ns.asarray(classes_)
-    try:
-        index = ns.searchsorted(table, yy)
-        known = ns.take(table, ns.minimum(index, len(classes_) - 1)) == yy
-    except (TypeError, ValueError, np.exceptions.DTypePromotionError):
-        raise ValueError(f"{name} holds labels of another kind ({yy.dtype}) than the classes "
-                         f"{classes_!r:.80}") from None
-    if not bool(ns.all(known)):
-        missing = np.unique(to_numpy(yy[~known]) if not host else yy[~known])
-        raise ValueError(f"{name} holds labels that are not among the classes {classes_!r:.80}: "
-                         f"{missing[:5]!r:.80}")
-    return xp.asarray(index.astype(np.int64))
 
 
 SoftmaxRegression.__doc__ = SoftmaxRegression.__doc__.replace("{parameters}", "\n".join(

@@ -13,7 +13,7 @@ import zlib
 
 import numpy as np
 
-__all__ = ["IdxError", "read_idx"]
+__all__ = ["IdxError", "IdxRows", "read_idx", "read_idx_dask"]
 
 # The type code (third byte of the magic number) -> element type as stored.
 DTYPES = {
@@ -37,6 +37,11 @@ class IdxError(ValueError):
 # file claiming more is refused before anything is allocated for it.
 MAX_BYTES = 2**30
 _CHUNK = 1 << 20  # compressed bytes read at a time
+# read_idx_dask's chunks: at most 64 MiB (a task's data, and its kernel's pass,
+# stay small next to a worker's memory) and, where the file has the rows, at
+# least 8 chunks, so that a few workers share even a small file.
+CHUNK_BYTES = 2**26
+MIN_CHUNKS = 8
 
 
 def read_idx_header(path: str | os.PathLike) -> tuple[tuple[int, ...], np.dtype]:
@@ -84,6 +89,74 @@ def read_idx(path: str | os.PathLike, max_bytes: int = MAX_BYTES) -> np.ndarray:
     if not dtype.isnative:  # in place: no second copy of the data
         array = array.byteswap(inplace=True).view(dtype.newbyteorder("="))
     return array
+
+
+class IdxRows:
+    """The data of a raw (uncompressed) idx file, memory-mapped at each access: an array-like for Dask.
+
+    shape is the file's with images flattened to rows, (count, rows * columns);
+    indexing returns native-endian arrays. It pickles as its path and offset,
+    never as its data, so Dask tasks on other processes open the file
+    themselves. The header and the file's length are checked here, before any
+    data is read: any size is allowed, since nothing is allocated for it.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.fspath(path)
+        error = _error(path)
+        with open(self.path, "rb") as f:
+            stream = _Stream(f)
+            if stream.gzip:
+                raise IdxError(f"{self.path}: a compressed file cannot be memory-mapped; decompress it "
+                               f"(gunzip -k {self.path}) to read it chunk by chunk")
+            shape, self.stored = _header(stream, error)
+            expected = math.prod(shape) * self.stored.itemsize
+            found = os.fstat(f.fileno()).st_size - stream.offset
+            if found != expected:
+                raise error(_mismatch(expected, found, shape))
+        self.offset, self.file_shape = stream.offset, shape
+        self.shape = shape[:1] + ((math.prod(shape[1:]),) if len(shape) > 1 else ())
+        self.dtype, self.ndim = self.stored.newbyteorder("="), len(self.shape)
+
+    def __getitem__(self, index):
+        if 0 in self.file_shape:  # numpy cannot map an empty file
+            return np.empty(self.shape, self.dtype)[index]
+        data = np.memmap(self.path, self.stored, "r", self.offset, self.shape)[index]
+        return np.asarray(data).astype(self.dtype, copy=False)  # a view of the mapped pages for uint8
+
+
+def is_compressed(path: str | os.PathLike) -> bool:
+    """Whether an idx file is gzip-compressed (its first two bytes)."""
+    with open(path, "rb") as f:
+        return f.read(2) == _GZIP_MAGIC
+
+
+def read_idx_dask(path: str | os.PathLike, max_bytes: int = MAX_BYTES):
+    """A Dask array of an idx file's rows (images flattened to 2-D), chunked by rows.
+
+    A raw file is memory-mapped chunk by chunk (IdxRows), so it may be larger
+    than memory; a .gz file is read whole first (read_idx, up to max_bytes):
+    decompress a large one. Chunks hold at most CHUNK_BYTES, and a file with
+    the rows has at least MIN_CHUNKS. Needs Dask (``pip install fastsoftmax[dask]``).
+    """
+    try:
+        import dask.array as da
+        from dask.base import tokenize
+    except ImportError:
+        raise ImportError("reading idx files into Dask arrays needs Dask: install it with "
+                          "`pip install fastsoftmax[dask]`") from None
+    if is_compressed(path):
+        data = read_idx(path, max_bytes)
+        data = data.reshape(len(data), -1) if data.ndim > 1 else data
+        name = None
+    else:
+        data = IdxRows(path)
+        stat = os.stat(path)  # a file rewritten in place is another array to Dask
+        name = "idx-" + tokenize(os.path.abspath(data.path), stat.st_size, stat.st_mtime_ns)
+    row_bytes = max(1, math.prod(data.shape[1:]) * data.dtype.itemsize)
+    rows = max(1, min(CHUNK_BYTES // row_bytes, -(-data.shape[0] // MIN_CHUNKS)))
+    return da.from_array(data, chunks=(rows,) + data.shape[1:], name=name,
+                         meta=np.empty((0,) * data.ndim, data.dtype))
 
 
 def _error(path):

@@ -15,7 +15,7 @@ int64 in range, W's transpose C-contiguous in the compute dtype, b of W's dtype.
 
 from __future__ import annotations
 
-from .backend import Backend, array_module, device_of
+from .backend import Backend, SweepBackend, array_module, device_of
 from .schedules import kind_of
 from .validation import (
     FEATURE_DTYPES,
@@ -129,34 +129,121 @@ def train_epoch(X, y, W, b, *, batch_size, lr, rows=None, seed=None, epoch=0, sc
 
 def _checked_train_epoch(xp, backend, X, y, W, b, batch_size, lr, rows, seed, epoch, schedule,
                          total_steps, start_step, weight_decay, x_scale):
-    for name, a in (("W", W), ("b", b)):
-        if not isinstance(a, xp.ndarray):
-            raise TypeError(f"{name} must be a {xp.__name__} array: train_epoch updates W and b in place")
+    _check_in_place(xp, W, b, "train_epoch")
     X = check_matrix(X, "X", xp, FEATURE_DTYPES)
     coef, bias = check_weights(W, b, X.shape[1], xp)  # copies only where the layout or dtype needs it
-    if b.dtype != W.dtype:
-        raise TypeError(f"b has dtype {b.dtype}; train_epoch updates it in place, so it must have W's ({W.dtype})")
     y = check_labels(y, X.shape[0], coef.shape[0], xp)
+    POSITIVE_NUMBER.check("lr", lr)
+    NON_NEGATIVE_NUMBER.check("weight_decay", weight_decay)
+    result = train_epoch(X, y, coef.T, bias, lr=float(lr), weight_decay=float(weight_decay), check_input=False,
+                         **_checked_steps(xp, X, rows, seed, epoch, batch_size, schedule, total_steps, start_step,
+                                          x_scale, "train_epoch"))
+    W[...] = coef.T  # a no-op copy onto itself where the kernels worked on W's own memory
+    b[...] = bias
+    return result
+
+
+def _check_in_place(xp, W, b, caller):
+    for name, a in (("W", W), ("b", b)):
+        if not isinstance(a, xp.ndarray):
+            raise TypeError(f"{name} must be a {xp.__name__} array: {caller} updates W and b in place")
+    if b.dtype != W.dtype:
+        raise TypeError(f"b has dtype {b.dtype}; {caller} updates it in place, so it must have W's ({W.dtype})")
+
+
+def _checked_steps(xp, X, rows, seed, epoch, batch_size, schedule, total_steps, start_step, x_scale, caller):
+    """The arguments that say which rows an epoch visits, in which batches and at which point of the
+    schedule, checked: keywords for the trusted train_epoch or train_epoch_many."""
     if (rows is None) == (seed is None):
-        raise ValueError("give train_epoch either rows (the rows to visit) or seed (to shuffle all of X), not both")
+        raise ValueError(f"give {caller} either rows (the rows to visit) or seed (to shuffle all of X), not both")
     if rows is None:
         NON_NEGATIVE_INT.check("seed", seed)
         NON_NEGATIVE_INT.check("epoch", epoch)
     else:
         rows = check_rows(rows, X.shape[0], xp)
     POSITIVE_INT.check("batch_size", batch_size)
-    POSITIVE_NUMBER.check("lr", lr)
     SCHEDULE.check("schedule", schedule)
     if total_steps is not None:
         POSITIVE_INT.check("total_steps", total_steps)
     NON_NEGATIVE_INT.check("start_step", start_step)
-    NON_NEGATIVE_NUMBER.check("weight_decay", weight_decay)
-    x_scale = check_scale(x_scale)
-    result = train_epoch(X, y, coef.T, bias, batch_size=int(batch_size), lr=float(lr), rows=rows,
-                         seed=None if seed is None else int(seed), epoch=int(epoch), schedule=schedule,
-                         total_steps=None if total_steps is None else int(total_steps),
-                         start_step=int(start_step), weight_decay=float(weight_decay), x_scale=x_scale,
-                         check_input=False)
-    W[...] = coef.T  # a no-op copy onto itself where the kernels worked on W's own memory
+    return {"batch_size": int(batch_size), "rows": rows, "seed": None if seed is None else int(seed),
+            "epoch": int(epoch), "schedule": schedule, "total_steps": None if total_steps is None else int(total_steps),
+            "start_step": int(start_step), "x_scale": check_scale(x_scale)}
+
+
+# ---- many models at once: the wide-W kernels of a learning-rate and weight-decay sweep ----
+
+
+def sweep_kernels(device: str) -> SweepBackend:
+    """The wide-W kernels of a resolved device (cpu_sweep.py, cuda_sweep.py), imported on first use."""
+    if device == "cuda":
+        from . import cuda_sweep
+
+        return cuda_sweep
+    from . import cpu_sweep
+
+    return cpu_sweep
+
+
+def train_epoch_many(X, y, W, b, *, batch_size, lrs, weight_decays=None, rows=None, seed=None, epoch=0,
+                     schedule="constant", total_steps=None, start_step=0, x_scale=1.0, check_input=True):
+    """train_epoch for m models at once, on the same batches: (loss_sums, correct), arrays of m values.
+
+    W (m, d, k) and b (m, k) stack the m models' weights, updated in place.
+    Model i steps as ``train_epoch(X, y, W[i], b[i], lr=lrs[i],
+    weight_decay=weight_decays[i], ...)`` with the other arguments would
+    (weight_decays default to 0), visiting the same rows in the same batches,
+    but each batch is read once for all models: its logits for every model
+    are one matrix product (fastsoftmax/cpu_sweep.py, cuda_sweep.py). The
+    result matches the models trained one at a time within float rounding;
+    the products' sums run in another order (see cpu_sweep.py).
+
+    With check_input, W and b are copied for the kernels and the results
+    written back; the trusted path trains W in place, which then must be
+    ``coef.transpose(0, 2, 1)`` of a C-contiguous (m, k, d) coef.
+    """
+    device = device_of(X, y, W, b, *([] if rows is None else [rows]))
+    xp = array_module(device)
+    if check_input:
+        return _checked_train_epoch_many(xp, X, y, W, b, batch_size, lrs, weight_decays, rows, seed, epoch,
+                                         schedule, total_steps, start_step, x_scale)
+    if rows is None:
+        rows = kernels(device).shuffle(X.shape[0], seed, epoch)
+    if total_steps is None:
+        total_steps = start_step + -(-rows.shape[0] // batch_size)
+    lrs = xp.asarray(lrs, dtype=xp.float64)
+    weight_decays = xp.zeros_like(lrs) if weight_decays is None else xp.asarray(weight_decays, dtype=xp.float64)
+    return sweep_kernels(device).train_epoch_many(X, y, rows, W.transpose(0, 2, 1), b, batch_size, x_scale,
+                                                  weight_decays, kind_of(schedule), lrs, total_steps, start_step)
+
+
+def _checked_train_epoch_many(xp, X, y, W, b, batch_size, lrs, weight_decays, rows, seed, epoch, schedule,
+                              total_steps, start_step, x_scale):
+    _check_in_place(xp, W, b, "train_epoch_many")
+    X = check_matrix(X, "X", xp, FEATURE_DTYPES)
+    if W.ndim != 3 or W.shape[0] < 1 or b.shape != (W.shape[0], W.shape[-1]):
+        raise ValueError(f"W must have shape (models, n_features, n_classes) and b (models, n_classes), got "
+                         f"W {W.shape} and b {b.shape}")
+    m = W.shape[0]
+    coef, bias = zip(*(check_weights(W[i], b[i], X.shape[1], xp) for i in range(m)))
+    coef, bias = xp.stack(list(coef)), xp.stack(list(bias))
+    y = check_labels(y, X.shape[0], coef.shape[1], xp)
+    lrs = _per_model("lrs", lrs, m, POSITIVE_NUMBER)
+    weight_decays = None if weight_decays is None else _per_model("weight_decays", weight_decays, m,
+                                                                  NON_NEGATIVE_NUMBER)
+    result = train_epoch_many(X, y, coef.transpose(0, 2, 1), bias, lrs=lrs, weight_decays=weight_decays,
+                              check_input=False, **_checked_steps(xp, X, rows, seed, epoch, batch_size, schedule,
+                                                                  total_steps, start_step, x_scale,
+                                                                  "train_epoch_many"))
+    W[...] = coef.transpose(0, 2, 1)
     b[...] = bias
     return result
+
+
+def _per_model(name, values, m, rule):
+    """A sequence of m numbers (a list, a tuple, a NumPy array), each obeying `rule`, as floats."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
+        raise TypeError(f"{name} must be a sequence of numbers, one per model, got {values!r:.80}")
+    if len(values) != m:
+        raise ValueError(f"{name} must hold one value per model ({m}), got {len(values)}")
+    return [float(rule.check(f"{name}[{i}]", v)) for i, v in enumerate(values)]

@@ -33,24 +33,34 @@ class TrainingDivergedError(ValueError, FloatingPointError):
 # ---- minibatch SGD: one trusted ops.train_epoch and one device read per epoch ----
 
 
-def sgd(xp, X, y, coef, b, *, first_epoch, epochs, batch_size, lr, schedule, weight_decay, seed, x_scale,
+def sgd(xp, blocks, coef, b, *, first_epoch, epochs, batch_size, lr, schedule, weight_decay, seed, x_scale,
         evaluate, publish):
     """Epochs first_epoch..epochs-1 of SGD on coef and b (trained in place).
 
+    blocks: the training rows as a sequence of (rows, load), load() giving
+    that block's (X, y) on the device: one block for data in memory, a Dask
+    array's chunks in order otherwise (each epoch loads them again). Block i
+    of epoch e is shuffled as fastsoftmax.permutation's (seed, e * len(blocks)
+    + i), so one block is shuffled as ops.train_epoch's (seed, e).
     evaluate(coef, b) is the epoch's test accuracy, or None. A loss or weights
     that become NaN or inf restore the epoch's starting weights, publish them
     and raise TrainingDivergedError.
     """
-    n = X.shape[0]
-    steps = math.ceil(n / batch_size)
+    n = sum(rows for rows, _ in blocks)
+    steps = sum(math.ceil(rows / batch_size) for rows, _ in blocks)
     run = dict(batch_size=int(batch_size), lr=float(lr), schedule=schedule, total_steps=epochs * steps,
                weight_decay=float(weight_decay))
     saved = xp.empty_like(coef), xp.empty_like(b)  # the weights a diverged epoch goes back to
     for epoch in range(first_epoch, epochs):
         start = time.perf_counter()
         saved[0][...], saved[1][...] = coef, b  # on the device: no synchronisation
-        loss_sum, correct = ops.train_epoch(X, y, coef.T, b, seed=int(seed), epoch=epoch, start_step=epoch * steps,
-                                            x_scale=x_scale, check_input=False, **run)
+        loss_sum, correct, step = 0, 0, epoch * steps
+        for i, (rows, load) in enumerate(blocks):
+            X, y = load()
+            block_loss, block_correct = ops.train_epoch(
+                X, y, coef.T, b, seed=int(seed), epoch=epoch * len(blocks) + i, start_step=step, x_scale=x_scale,
+                check_input=False, **run)
+            loss_sum, correct, step = loss_sum + block_loss, correct + block_correct, step + math.ceil(rows / batch_size)
         # The epoch's one synchronisation: its loss, its hits and whether the weights stayed finite.
         loss, hits, finite = read_scalars(xp, loss_sum, correct, xp.isfinite(coef).all() & xp.isfinite(b).all())
         rate = learning_rate(kind_of(schedule), float(lr), epochs * steps, epoch * steps)
@@ -70,22 +80,38 @@ def sgd(xp, X, y, coef, b, *, first_epoch, epochs, batch_size, lr, schedule, wei
 # ---- L-BFGS: scikit-learn's objective and stopping rule, the fused kernel's loss and gradient ----
 
 
-def lbfgs(xp, X, y, coef, b, *, C, tol, max_iter, x_scale, evaluate, publish):
+def fused_gradient(xp, X, y, x_scale, dtype):
+    """gradient(W, bias) for lbfgs over X and y in memory: one fused pass (ops.linear_softmax_cross_entropy)."""
+
+    def gradient(W, bias):
+        loss, correct, dW, db = ops.linear_softmax_cross_entropy(
+            X, xp.asarray(W.T, dtype=dtype), xp.asarray(bias, dtype=dtype), y, x_scale=x_scale)
+        # One transfer: the gradient and, at its end, the loss and the hits.
+        return to_numpy(xp.concatenate([dW.T.ravel(), db, xp.stack([loss, correct.astype(dtype)])]))
+
+    return gradient
+
+
+def lbfgs(xp, gradient, n, coef, b, *, C, tol, max_iter, evaluate, publish):
     """Minimise LogisticRegression's multinomial objective from coef, b; the number of iterations run.
 
     The objective is scikit-learn's (LinearModelLoss with l2_reg_strength =
     1 / (C * n)): mean cross-entropy + ||coef||^2 / (2 C n), the intercept not
     penalised, minimised by SciPy's L-BFGS-B with LogisticRegression's options
-    (gtol=tol, maxiter=max_iter, maxls=50, ftol=64 eps). Each evaluation is one
-    fused pass over X (ops.linear_softmax_cross_entropy) in coef's dtype, on the
-    device that holds X: only the optimiser's float64 vector and the gradient
-    cross to the host. Each iteration publishes its weights and record (epoch
-    = iteration, loss = the objective, grad_max = its gradient's largest entry,
-    train_acc). Ctrl-C publishes the last iterate, then propagates.
+    (gtol=tol, maxiter=max_iter, maxls=50, ftol=64 eps). gradient(W, bias),
+    with W (k, d) and bias (k,) host float64, is one pass over the n rows:
+    the host vector of the mean loss's gradient (W's, raveled, then bias's),
+    the mean loss and the hits (``fused_gradient`` for data in memory,
+    ``distributed.fused_gradient`` for a Dask array's chunks); only the
+    optimiser's float64 vector and that vector cross to the host. Each
+    iteration publishes its weights (in coef's dtype, as xp arrays) and
+    record (epoch = iteration, loss = the objective, grad_max = its
+    gradient's largest entry, train_acc). Ctrl-C publishes the last iterate,
+    then propagates.
     """
     from scipy.optimize import minimize  # SciPy only where lbfgs runs
 
-    n, (k, d) = X.shape[0], coef.shape
+    k, d = coef.shape
     dtype, alpha = coef.dtype, 1.0 / (C * n)  # alpha: scikit-learn's l2_reg_strength
     last = {}  # the latest evaluation: x, objective, gradient, hits
 
@@ -93,11 +119,7 @@ def lbfgs(xp, X, y, coef, b, *, C, tol, max_iter, x_scale, evaluate, publish):
         return w[: k * d].reshape(k, d), w[k * d:]
 
     def objective(w):
-        W, bias = unpack(w)
-        loss, correct, dW, db = ops.linear_softmax_cross_entropy(
-            X, xp.asarray(W.T, dtype=dtype), xp.asarray(bias, dtype=dtype), y, x_scale=x_scale)
-        # One transfer: the gradient and, at its end, the loss and the hits.
-        both = to_numpy(xp.concatenate([dW.T.ravel(), db, xp.stack([loss, correct.astype(dtype)])]))
+        both = gradient(*unpack(w))
         grad = both[:-2].astype(np.float64)
         grad[: k * d] += alpha * w[: k * d]
         f = float(both[-2]) + 0.5 * alpha * float(w[: k * d] @ w[: k * d])

@@ -8,7 +8,9 @@ exit status 2 (usage) or 1 (data, device, outputs, divergence).
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import dataclasses
 import json
 import statistics
 import sys
@@ -18,12 +20,16 @@ import warnings
 from sklearn.exceptions import ConvergenceWarning
 from tqdm import tqdm
 
+from . import train_sweep
 from .atomic import atomic_write, check_outputs, exclusive
 from .backend import device_name, resolve_device
 from .cli import Explicit, Parser, add_hyperparameters, given, run_command
 from .datasets import DATASET_NAMES, load_dataset
+from .distributed import connect, persist
 from .estimator import SoftmaxRegression, TrainingDivergedError
 from .hyperparameters import HYPERPARAMETERS
+from .idx import MAX_BYTES
+from .warmup import fit_kernels
 
 PROG = "python -m fastsoftmax.train"
 STDOUT = ("-", "/dev/stdout")  # --json to standard output
@@ -38,7 +44,13 @@ def build_parser():
     p.add_argument("--data-dir", metavar="DIR",
                    help="the folder with the four idx files, downloaded there if missing (default: "
                         "$FASTSOFTMAX_DATA, else the cache or /usr/share/datasets)")
-    add_hyperparameters(p, HYPERPARAMETERS)  # --epochs, --lr, --device, ...: SoftmaxRegression's own
+    # --epochs, --lr, --device, ...: SoftmaxRegression's own; several --lr or --weight-decay values: a sweep
+    add_hyperparameters(p, HYPERPARAMETERS, grids=("lr", "weight_decay"))
+    train_sweep.add_arguments(p)
+    p.add_argument("--dask", metavar="ADDRESS|local:N", type=dask_scheduler,
+                   help="train on a Dask cluster: a scheduler's address, or local:N to start N local worker "
+                        "processes; the training images are read chunk by chunk (memory-mapped from a raw, "
+                        "not .gz, file, so they may outgrow memory)")
     p.add_argument("--save", metavar="PATH", help="save the model (.npz), also after every epoch")
     p.add_argument("--resume", metavar="PATH",
                    help="continue a run from a model saved with --save (flags left out keep the run's values)")
@@ -46,6 +58,15 @@ def build_parser():
     p.add_argument("--json", metavar="PATH", help="write the results as JSON ('-': standard output)")
     p.add_argument("--quiet", action="store_true", help="print the summary only")
     return p
+
+
+def dask_scheduler(text):
+    from .distributed import parse_scheduler
+
+    try:
+        return parse_scheduler(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def check_output_flags(args):
@@ -60,6 +81,9 @@ def resumed_model(args):
     if "lbfgs" in (model.solver, args.solver):  # L-BFGS's curvature memory lives only in the run
         raise ValueError(f"--resume continues SGD runs; an lbfgs run cannot be resumed ({args.resume} was "
                          f"trained with --solver {model.solver}): start a new run")
+    if model.history_ and "val_acc" in model.history_[0]:  # a sweep's choice, trained on part of the images
+        raise ValueError(f"{args.resume} was chosen by a sweep, which held out validation images from its "
+                         "training: it cannot be resumed as a single run; start a new run")
     saved, typed = model.get_params(), given(args)
     changed = [name for name in KEPT_ON_RESUME if name in typed and getattr(args, name) != saved[name]]
     dataset = model.dataset_ or args.dataset  # files of format /1 do not name it
@@ -86,6 +110,12 @@ def run(args, checkpoint):
     json_to_stdout = args.json in STDOUT
     out = sys.stderr if json_to_stdout else sys.stdout  # --json -: standard output holds just the JSON
     check_output_flags(args)
+    if train_sweep.sweeping(args):  # several --lr or --weight-decay values: fastsoftmax/train_sweep.py
+        if args.dask:
+            raise ValueError("--dask trains one model; a sweep (several --lr or --weight-decay values) runs in "
+                             "memory: give one value of each, or leave --dask out")
+        write_outputs(args, *train_sweep.run(args, out, checkpoint), json_to_stdout)
+        return
     if args.resume:  # warm_start resumes the schedule after the epochs already in history_
         model, dataset = resumed_model(args)
     else:
@@ -96,18 +126,29 @@ def run(args, checkpoint):
         raise ValueError(f"{args.resume} has already trained {done} epochs; ask for more with --epochs")
     device = resolve_device(args.device)  # fail on a missing GPU before loading data
     # One run at a time writes a checkpoint: two would interleave their epochs in one file.
-    with exclusive(args.save, "--save") if args.save else contextlib.nullcontext():
-        data = load_dataset(dataset, args.data_dir)
-        result = train(args, model, data, device, done, out, checkpoint)
+    with (exclusive(args.save, "--save") if args.save else contextlib.nullcontext(),
+          connect(args.dask) if args.dask else contextlib.nullcontext() as client):
+        data = load_dataset(dataset, args.data_dir, chunked=bool(args.dask))
+        if client is not None and data.x_train.nbytes <= MAX_BYTES:
+            data = dataclasses.replace(data, x_train=persist(data.x_train))  # in memory: sent once
+        result = train(args, model, data, device, done, out, checkpoint, client)
     write_outputs(args, model, data, device, result, json_to_stdout)
 
 
-def train(args, model, data, device, done, out, checkpoint):
+def train(args, model, data, device, done, out, checkpoint, client=None):
     say = (lambda line: None) if args.quiet else (lambda line: tqdm.write(line, file=out))
     say(f"{data.name}: {len(data.x_train)} train / {len(data.x_test)} test images from {data.source}; "
         f"device {device_name(device)}; solver {model.solver}")
+    if client is not None:
+        workers = client.scheduler_info()["workers"].values()
+        say(f"dask: {len(workers)} workers ({sum(w['nthreads'] for w in workers)} threads) at "
+            f"{client.scheduler.address}; {data.x_train.numblocks[0]} chunks of up to "
+            f"{data.x_train.chunks[0][0]} images")
     if done:
         say(f"resuming from {args.resume} after epoch {done}")
+    # The fit's kernels compiled (or loaded from the cache) before its first epoch, a line saying so as they compile.
+    compile_seconds, compiled = (0.0, False) if client is not None else fit_kernels(
+        model, data.x_train, data.y_train, (data.x_test, data.y_test), data.classes, say)
     lbfgs = model.solver == "lbfgs"
     total = model.max_iter if lbfgs else model.epochs
     bar = tqdm(total=total, initial=done, unit="iter" if lbfgs else "epoch", leave=False,
@@ -157,13 +198,14 @@ def train(args, model, data, device, done, out, checkpoint):
     last = model.history_[-1]
     result = {"dataset": data.name, "device": device, "device_name": device_name(device),
               "solver": model.solver, "test_acc": last["test_acc"], "train_acc": last["train_acc"],
-              "loss": last["loss"], "seconds": seconds, "params": model.get_params(), "history": model.history_}
+              "loss": last["loss"], "seconds": seconds, "compile_seconds": compile_seconds, "compiled": compiled,
+              "params": model.get_params(), "history": model.history_}
     if lbfgs:
         print(f"test accuracy {last['test_acc']:.4f}  train accuracy {last['train_acc']:.4f}  |  "
               f"{len(ran)} lbfgs iterations in {seconds:.2f} s, objective {last['loss']:.6f}, gradient max "
               f"{last['grad_max']:.2e}  |  device {device_name(device)}", file=out)
         return result | {"iterations": len(ran)}
-    # The median epoch: the first one also compiles (or loads) the kernels.
+    # The median epoch: the first one also warms the caches (and, with --dask, loads the kernels on the workers).
     epoch_seconds = statistics.median(r["train_seconds"] for r in ran)
     print(f"test accuracy {last['test_acc']:.4f}  train accuracy {last['train_acc']:.4f}  |  "
           f"{len(ran)} epochs in {seconds:.2f} s (median epoch {epoch_seconds * 1e3:.1f} ms, "

@@ -64,6 +64,7 @@ def instantiations(k: int) -> dict[str, list[str]]:
         "softmax_rows": [
             template_id(kernel, w) for kernel in ("softmax_rows", "softmax_rows_gradient") for w in W_TYPES
         ],
+        "sweep": [template_id("sgd_step_many", w) for w in W_TYPES],
         "softmax_cross_entropy": [template_id("softmax_cross_entropy", w, k) for w in W_TYPES]
         + [template_id("mean_of_partials", w) for w in W_TYPES],
         "accuracy": [template_id("count_correct", w, k) for w in W_TYPES],

@@ -21,6 +21,7 @@
 // minibatch (a batch of 256 rows spreads over 32 blocks, because at that
 // size the step is latency bound and more blocks finish sooner).
 #include "common.cuh"
+#include "schedules.cuh"  // learning_rate: the schedule of sgd_epoch's steps
 
 // Shared memory, in this order: W (K x dp, T), dW (K x dp, T), the X tile
 // (TR x dp, TX), per-row values (TR x (K + PART_EXTRA), T): g while a tile is
@@ -133,14 +134,6 @@ linear_softmax_cross_entropy(const TX* __restrict__ X, const long long* __restri
     DYNAMIC_SHARED_MEMORY(smem);
     block_partials<T, TX, K, G>(X, rows, first, nrows, y, coef, b, x_scale, d, x_vec16, coef_vec16, smem,
                                 part + (long long)blockIdx.x * (K * d + K + PART_EXTRA));
-}
-
-// The rate of step t of a run: fastsoftmax/schedules.py's learning_rate (kind
-// 0, cosine: peak * 0.5 * (1 + cos(pi * t / total_steps)); else peak), in
-// double and rounded once to T, as the CPU epoch does.
-template <typename T>
-__device__ __forceinline__ T learning_rate(int kind, double peak, long long total_steps, long long t) {
-    return T(kind == 0 ? peak * 0.5 * (1.0 + cos(3.141592653589793 * double(t) / double(total_steps))) : peak);
 }
 
 // Element e of a row of partial sums (dW, db, loss, hits), added over the

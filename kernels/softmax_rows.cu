@@ -6,7 +6,8 @@
 //  - softmax_rows: z -> softmax(z)                       (linear_softmax)
 //  - softmax_rows_gradient: z -> g = softmax(z) - onehot(y), and each warp's
 //    loss sum and argmax hits into its slot of `part`    (the gradient; the
-//    host then takes dW = G^T @ X_chunk with cuBLAS and db = sum of G's rows)
+//    host then takes dW = G^T @ X_chunk with cuBLAS and db = sum of G's rows),
+//    by segments of k columns: a sweep's models side by side (kernels/sweep.cu)
 // Reference: linear_softmax and linear_softmax_cross_entropy in
 // fastsoftmax/reference.py; the whole path is tested against them in
 // tests/test_cuda_large.py (the CPU backend has no large-shape path: it keeps
@@ -81,33 +82,40 @@ softmax_rows(T* __restrict__ z, const T* __restrict__ b, T x_scale, int k, int n
     }
 }
 
-// z (nrows, k) T, in place: row r becomes softmax(x_scale * z[r] + b) - onehot(label),
-// label = y[rows[first + r]] (y[first + r] when rows is null: the epoch's order
-// gathers its batch). Warp w of the grid (blockIdx.x * ROWS + its index) writes
-// its rows' loss sum and argmax hits to part[2w], part[2w + 1], zeros if it had
-// no row: the host adds the grid * ROWS pairs in a fixed order. Hits stay exact
-// as T while a warp counts fewer than 2^24 rows.
+// z (nrows, groups * k) T, in place: each row holds `groups` segments of k
+// logits (the models of a sweep, stacked: fastsoftmax/cuda_sweep.py; one for
+// a single model), and segment g of row r becomes
+// softmax(x_scale * z[r, g k ..] + b[g k ..]) - onehot(label), label =
+// y[rows[first + r]] (y[first + r] when rows is null: the epoch's order
+// gathers its batch). Warp w of the grid (blockIdx.x * ROWS + its index) sums
+// its rows' loss and argmax hits per segment into part[2 (w groups + g)] and
+// part[2 (w groups + g) + 1], zeros if it had no row: the host adds the
+// grid * ROWS slots of each segment in a fixed order. Hits stay exact as T
+// while a warp counts fewer than 2^24 rows.
 template <typename T>
 __global__ void __launch_bounds__(THREADS)
-softmax_rows_gradient(T* __restrict__ z, const T* __restrict__ b, T x_scale, int k, int nrows,
+softmax_rows_gradient(T* __restrict__ z, const T* __restrict__ b, T x_scale, int k, int groups, int nrows,
                       const long long* __restrict__ rows, long long first, const long long* __restrict__ y,
                       T* __restrict__ part) {
     using namespace softmax_rows_tile;
     const int lane = threadIdx.x % WARP;
     const long long warp = (long long)blockIdx.x * ROWS + threadIdx.x / WARP;
-    T loss = T(0), hits = T(0);
+    T* sums = part + 2 * warp * groups;  // this warp's (loss, hits) per segment: lane 0 alone writes them
+    if (lane == 0)
+        for (int g = 0; g < 2 * groups; ++g) sums[g] = T(0);
     for (long long row = warp; row < nrows; row += (long long)gridDim.x * ROWS) {
-        T* zr = z + row * k;
         const int label = int(y[rows ? rows[first + row] : first + row]);
-        const T zy = x_scale * zr[label] + b[label];
-        const WarpRowSoftmax<T> s(zr, b, x_scale, k, lane);
-        __syncwarp();  // every lane has read columns 0 and label before their owners overwrite them
-        for (int c = lane; c < k; c += WARP) zr[c] = s.prob(x_scale * zr[c] + b[c]) - T(c == label);
-        loss += s.loss(zy);
-        hits += T(s.top == label);
-    }
-    if (lane == 0) {
-        part[2 * warp] = loss;
-        part[2 * warp + 1] = hits;
+        for (int g = 0; g < groups; ++g) {
+            T* zr = z + (row * groups + g) * k;
+            const T* bg = b + (long long)g * k;
+            const T zy = x_scale * zr[label] + bg[label];
+            const WarpRowSoftmax<T> s(zr, bg, x_scale, k, lane);
+            __syncwarp();  // every lane has read columns 0 and label before their owners overwrite them
+            for (int c = lane; c < k; c += WARP) zr[c] = s.prob(x_scale * zr[c] + bg[c]) - T(c == label);
+            if (lane == 0) {
+                sums[2 * g] += s.loss(zy);
+                sums[2 * g + 1] += T(s.top == label);
+            }
+        }
     }
 }
