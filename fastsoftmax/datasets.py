@@ -91,8 +91,9 @@ class Dataset:
     """A loaded data set.
 
     Images are flattened to C-contiguous rows of uint8 pixels, shape
-    (n, rows * columns) (x_train a Dask array of such rows when loaded chunked); labels are the uint8 class indices as stored (cast
-    them with ``.astype(np.int64)`` where an index type is wanted).
+    (n, rows * columns), x_train a Dask array of such rows when loaded
+    chunked; labels are the uint8 class indices as stored (cast them with
+    ``.astype(np.int64)`` where an index type is wanted).
     """
 
     name: str

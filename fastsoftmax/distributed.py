@@ -49,13 +49,12 @@ def _dask():
     return dask.array
 
 
-def training_data(X, y, n_features=None):
+def training_data(X, y):
     """(X, y, labels): X a Dask array checked and chunked by rows only, y a Dask array on X's row chunks,
     and y's distinct labels (host), computed in one pass with X's finiteness.
 
     X keeps uint8, float32 and float64; other numbers become float64 chunk by
-    chunk (as scikit-learn's check_array does). n_features: the fitted model's,
-    which X must have.
+    chunk (as scikit-learn's check_array does).
     """
     da = _dask()
     import dask
@@ -69,8 +68,6 @@ def training_data(X, y, n_features=None):
         raise ValueError("X has chunks of unknown size; call X.compute_chunk_sizes() first")
     if X.shape[0] < 1 or X.shape[1] < 1:
         raise ValueError(f"X must have at least 1 row and 1 feature, got shape {X.shape}")
-    if n_features is not None and X.shape[1] != n_features:
-        raise ValueError(f"X has {X.shape[1]} features, but the model is expecting {n_features} features as input")
     if X.dtype not in FEATURE_DTYPES:
         if X.dtype.kind not in "biuf":
             raise TypeError(f"X has dtype {X.dtype}; it must hold numbers (uint8, float32 and float64 are used "

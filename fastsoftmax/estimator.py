@@ -207,24 +207,27 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         chunked by rows), y as given (1-D), and the labels to find the classes in (y, or its distinct
         labels for a Dask y)."""
         if is_dask(X):
-            X, y, found = distributed.training_data(X, y, None if reset else self.n_features_in_)
-            if reset:
-                self.n_features_in_ = X.shape[1]
-                self.__dict__.pop("feature_names_in_", None)
+            X, y, found = distributed.training_data(X, y)
+            self._check_features(X, reset)
             return X, y, found
         X, y = self._checked_data(X, y, xp, reset)
         return X, y, y
+
+    def _check_features(self, X, reset):
+        """X's width becomes n_features_in_ (reset) or must equal it: scikit-learn's check, for the
+        arrays validate_data does not take (CuPy, Dask)."""
+        if reset:
+            self.n_features_in_ = X.shape[1]
+            self.__dict__.pop("feature_names_in_", None)
+        elif X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                             f"{self.n_features_in_} features as input")
 
     def _checked_data(self, X, y, xp, reset):
         """X (validated once, on X's device or moved to xp's) and y as given (1-D)."""
         if device_of(X) == "cuda":  # CuPy arrays: scikit-learn's checks would copy them to the host
             X = check_finite(check_matrix(X, "X", xp, FEATURE_DTYPES), "X", xp)
-            if reset:
-                self.n_features_in_ = X.shape[1]
-                self.__dict__.pop("feature_names_in_", None)
-            elif X.shape[1] != self.n_features_in_:
-                raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
-                                 f"{self.n_features_in_} features as input")
+            self._check_features(X, reset)
             y = xp.asarray(y)
             if y.ndim != 1 or y.shape[0] != X.shape[0]:
                 raise ValueError(f"y must have shape ({X.shape[0]},), one label per row, got {y.shape}")
@@ -333,9 +336,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             X = validate_data(self, X, reset=False, dtype=HOST_DTYPES, order="C")
         else:
             X = check_finite(check_matrix(X, "X", xp, FEATURE_DTYPES), "X", xp)
-            if X.shape[1] != self.n_features_in_:
-                raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
-                                 f"{self.n_features_in_} features as input")
+            self._check_features(X, reset=False)
         return X, xp, xp.asarray(self.coef_).T, xp.asarray(self.intercept_)
 
     def predict_proba(self, X):
