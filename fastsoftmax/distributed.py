@@ -26,8 +26,8 @@ from .backend import array_module, resolve_device
 from .solvers import fused_gradient as in_memory_gradient
 from .validation import FEATURE_DTYPES
 
-__all__ = ["accuracy", "connect", "fit_blocks", "fused_gradient", "is_dask", "map_rows", "parse_scheduler",
-           "persist", "training_data"]
+__all__ = ["accuracy", "connect", "fit_blocks", "fused_gradient", "is_dask", "map_rows", "moments",
+           "parse_scheduler", "persist", "training_data"]
 
 # --dask local:N starts at most this many worker processes per core.
 WORKERS_PER_CORE = 4
@@ -137,6 +137,13 @@ def _chunk_sums(X, y, W, bias, x_scale, device):
     sums = means.astype(np.float64)
     sums[:-1] *= X.shape[0]
     return sums
+
+
+def moments(X):
+    """Each feature's mean and standard deviation over a Dask X's rows: host float64 (d,) arrays, one pass."""
+    import dask
+
+    return dask.compute(X.mean(axis=0, dtype=np.float64), X.std(axis=0, dtype=np.float64))
 
 
 def fit_blocks(X, y, xp):

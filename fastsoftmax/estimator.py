@@ -30,6 +30,7 @@ from .hyperparameters import DEFAULTS, HYPERPARAMETERS
 from .labels import as_classes, encode, host_labels
 from .modelfile import BY_DTYPE, FORMAT, bad_model, read_model, write_model
 from .solvers import TrainingDivergedError, to_numpy
+from .standardize import Standardization, moments
 from .validation import (
     FEATURE_DTYPES,
     check_finite,
@@ -45,6 +46,10 @@ __all__ = ["FORMAT", "SoftmaxRegression", "TrainingDivergedError"]
 # uint8 pixels as they are), and in float32 for float32 X: the caller's choice
 # of speed over the last digits of the optimum.
 COMPUTE_DTYPE = np.float32
+# lr="auto": this peak rate on standardised features (uint8 pixels: on x / 255), in batches of at most
+# n // AUTO_STEPS rows, so a small table still gets enough steps (iris: 105 rows, 1 step an epoch at 256).
+AUTO_LR = 0.5
+AUTO_STEPS = 16
 # What validate_data keeps as given; anything else (ints, objects) becomes float64.
 HOST_DTYPES = [np.float64, np.float32, np.uint8]
 
@@ -81,15 +86,18 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
     Attributes
     ----------
-    coef_ : (n_classes, n_features) weights, as in scikit-learn (float32; float64 from
-        lbfgs on uint8 or float64 X).
+    coef_ : (n_classes, n_features) weights on X's own features, as in scikit-learn (float32;
+        float64 from lbfgs on uint8 or float64 X, and from SGD with lr="auto" on float64 X).
     intercept_ : (n_classes,) biases.
+    lr_, batch_size_ : SGD's peak learning rate and batch size, as lr resolved them at fit.
+    feature_mean_, feature_scale_ : the standardisation SGD trained under (lr="auto" on float X:
+        z = (x - feature_mean_) * feature_scale_), or None; coef_ already folds it in.
     classes_ : the class labels, sorted (the kernels see their indices 0..k-1).
     n_features_in_, feature_names_in_ (from a DataFrame with string column names).
     input_scale_ : the scale X is multiplied by (input_scale, or what "auto" chose at fit).
     n_iter_ : lbfgs: the iterations run; sgd: the epochs in history_.
     history_ : one dict per epoch (sgd: epoch, loss, train_acc, test_acc with an
-        eval_set, lr, seconds) or per iteration (lbfgs: epoch = the iteration, loss =
+        eval_set, lr, batch_size, seconds) or per iteration (lbfgs: epoch = the iteration, loss =
         the penalised objective, grad_max, train_acc, test_acc, seconds).
 
     fit never changes an array the caller holds: it trains copies, and each
@@ -162,8 +170,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                                          evaluate=lambda W, bias: evaluate(W, bias, x_scale),
                                          publish=self._publisher(callback, len(self.history_)))
             return self
-        self._sgd(xp, X, y, first_epoch=len(self.history_), epochs=int(self.epochs), schedule=self.schedule,
-                  evaluate=lambda W, bias: evaluate(W, bias, x_scale), publish=self._publisher(callback, 0))
+        self._sgd(xp, X, y, refit=True, first_epoch=len(self.history_), epochs=int(self.epochs),
+                  schedule=self.schedule, evaluate=lambda W, bias: evaluate(W, bias, x_scale),
+                  publish=self._publisher(callback, 0))
         return self
 
     @available_if(lambda self: self.solver == "sgd")  # lbfgs has none: hasattr says so, as scikit-learn's
@@ -186,18 +195,53 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             raise ValueError(f"classes={classes!r:.80} differ from the classes_ of the earlier calls")
         y = encode(y, self.classes_, xp, "y")
         done = len(self.history_)
-        self._sgd(xp, X, y, first_epoch=done, epochs=done + 1, schedule="constant", evaluate=lambda W, bias: None,
-                  publish=self._publisher(None, 0))
+        self._sgd(xp, X, y, refit=first, first_epoch=done, epochs=done + 1, schedule="constant",
+                  evaluate=lambda W, bias: None, publish=self._publisher(None, 0))
         return self
 
-    def _sgd(self, xp, X, y, **run):
-        """solvers.sgd from the model's weights (copies: fit trains its own) over X's rows or chunks."""
+    def _sgd(self, xp, X, y, *, refit, evaluate, publish, **run):
+        """solvers.sgd from the model's weights (copies: fit trains its own) over X's rows or chunks, at
+        the lr and batch size ``lr`` resolves to (lr_, batch_size_). Under lr="auto", float X is
+        standardised for the training (fastsoftmax/standardize.py): from X's moments when `refit`, else
+        (a later partial_fit) the model's; evaluate and publish still see weights on X's own units."""
+        auto = self.lr == "auto"
+        self.lr_ = AUTO_LR if auto else float(self.lr)
+        self.batch_size_ = min(int(self.batch_size), max(1, X.shape[0] // AUTO_STEPS)) if auto else int(self.batch_size)
         coef = xp.array(self.coef_, dtype=COMPUTE_DTYPE, order="C")
         b = xp.array(self.intercept_, dtype=COMPUTE_DTYPE)
         blocks = distributed.fit_blocks(X, y, xp) if is_dask(X) else [(X.shape[0], lambda: (X, y))]
-        solvers.sgd(xp, blocks, coef, b, batch_size=int(self.batch_size), lr=float(self.lr),
-                    weight_decay=float(self.weight_decay), seed=int(self.seed), x_scale=self._scale_of(X), **run)
+        x_scale = self._scale_of(X)
+        standard = self._standardization(xp, X, x_scale, refit) if auto and X.dtype != np.uint8 else None
+        self.feature_mean_, self.feature_scale_ = (None, None) if standard is None else (
+            to_numpy(standard.mean), to_numpy(standard.scale))
+        if standard is not None:
+            coef, b = standard.from_raw(xp, xp.asarray(self.coef_), xp.asarray(self.intercept_), COMPUTE_DTYPE)
+            raw = np.float64 if X.dtype == np.float64 else COMPUTE_DTYPE  # coef_'s dtype: lbfgs's rule
+
+            def standardized(load):
+                def load_z():
+                    Xb, yb = load()
+                    return standard.apply(xp, Xb), yb
+                return load_z
+
+            def evaluate(V, c, on_x=evaluate):
+                return on_x(*standard.to_raw(xp, V, c, raw))
+
+            def publish(V, c, record, on_x=publish):
+                on_x(*standard.to_raw(xp, V, c, raw), record)
+
+            blocks, x_scale = [(rows, standardized(load)) for rows, load in blocks], 1.0
+        solvers.sgd(xp, blocks, coef, b, batch_size=self.batch_size_, lr=self.lr_,
+                    weight_decay=float(self.weight_decay), seed=int(self.seed), x_scale=x_scale,
+                    evaluate=evaluate, publish=publish, **run)
         self.n_iter_ = len(self.history_)
+
+    def _standardization(self, xp, X, x_scale, refit):
+        """The Standardization of X's moments, or (not refit, and the model has one) the model's."""
+        if not refit and getattr(self, "feature_mean_", None) is not None:
+            return Standardization(xp.asarray(self.feature_mean_), xp.asarray(self.feature_scale_), x_scale)
+        mean, std = distributed.moments(X) if is_dask(X) else moments(xp, X)
+        return Standardization.from_moments(xp, mean, std, x_scale)
 
     def _fitted(self):
         return "classes_" in vars(self)
@@ -257,6 +301,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         self.intercept_ = np.zeros(k, COMPUTE_DTYPE)
         self.input_scale_ = input_scale(X) if self.input_scale == "auto" else float(self.input_scale)
         self.history_ = []
+        for stale in ("lr_", "batch_size_", "feature_mean_", "feature_scale_"):  # set by the SGD that follows
+            self.__dict__.pop(stale, None)
 
     def _scale_of(self, X):
         """The factor X is multiplied by: the model's, whatever X's dtype (files of format /1-/2: by dtype)."""
@@ -391,8 +437,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             raise ValueError(f"not saving {path}: the weights hold NaN or inf")
         params = {name: value.item() if isinstance(value, np.generic) else value
                   for name, value in self.get_params().items()}
+        standardized = getattr(self, "feature_mean_", None) is not None
         write_model(path, coef=self.coef_, intercept=self.intercept_, classes=self.classes_,
-                    input_scale=self.input_scale_, dataset=dataset, params=params, history=self.history_)
+                    input_scale=self.input_scale_, dataset=dataset, params=params, history=self.history_,
+                    standardization=(self.feature_mean_, self.feature_scale_) if standardized else None)
 
     @classmethod
     def load(cls, path):
@@ -419,6 +467,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         model.classes_, model.input_scale_ = fields["classes"], fields["input_scale"]
         model.n_features_in_, model.n_iter_ = model.coef_.shape[1], len(model.history_)
         model.dataset_ = fields["dataset"]
+        if fields["standardization"] is not None:
+            model.feature_mean_, model.feature_scale_ = fields["standardization"]
         return model
 
 

@@ -17,7 +17,7 @@ from .validation import (
     NON_NEGATIVE_INT,
     NON_NEGATIVE_NUMBER,
     POSITIVE_NUMBER,
-    SCALE,
+    POSITIVE_OR_AUTO,
     SCHEDULE,
     SOLVERS,
     Rule,
@@ -42,7 +42,10 @@ HYPERPARAMETERS = (
                    "lbfgs: full-batch L-BFGS to LogisticRegression's optimum (C, tol, max_iter)"),
     HyperParameter("epochs", 15, COUNT, "passes over the training data"),
     HyperParameter("batch_size", 256, COUNT, "rows per SGD step; the last batch of an epoch may be smaller"),
-    HyperParameter("lr", 0.5, POSITIVE_NUMBER, "the peak learning rate"),
+    HyperParameter("lr", "auto", POSITIVE_OR_AUTO,
+                   "the peak learning rate; auto: 0.5 on features standardised for the fit (float X; uint8 "
+                   "pixels: on X / 255), with batches of at most 1/16 of the rows; a number: that step on X "
+                   "as given"),
     HyperParameter("schedule", "cosine", SCHEDULE,
                    "cosine: from lr down to ~0 over the run; constant: lr throughout"),
     HyperParameter("weight_decay", 0.0, NON_NEGATIVE_NUMBER,
@@ -53,7 +56,7 @@ HYPERPARAMETERS = (
     HyperParameter("tol", 1e-4, POSITIVE_NUMBER,
                    "lbfgs stops when the largest gradient entry is at most tol (LogisticRegression's tol)"),
     HyperParameter("max_iter", 100, COUNT, "lbfgs stops after max_iter iterations (LogisticRegression's max_iter)"),
-    HyperParameter("input_scale", "auto", SCALE,
+    HyperParameter("input_scale", "auto", POSITIVE_OR_AUTO,
                    "X is multiplied by it, at fit and predict alike, whatever the dtype; auto: 1/255 if "
                    "the X given to fit is uint8 (pixels), else 1"),
     HyperParameter("seed", 0, NON_NEGATIVE_INT, "fixes the shuffling: the same seed gives the same model"),

@@ -1,7 +1,9 @@
 """The model file of SoftmaxRegression: an .npz of plain arrays, read as if hostile.
 
 Format /3 holds coef, intercept, classes (the labels, an array of their own
-dtype: never pickled), input_scale, dataset, params and history (JSON). Every
+dtype: never pickled), input_scale, dataset, params and history (JSON), and
+where SGD standardised the features (lr="auto") their feature_mean and
+feature_scale, which a later partial_fit trains under. Every
 field has a size limit checked from its .npy header before its data is read
 (npzfile.read_npz), and every field is checked before a model is built from it.
 Files of format /1 and /2 keep their meaning: classes 0..k-1, and uint8
@@ -27,8 +29,9 @@ BY_DTYPE = "by dtype"
 # The most bytes each field of a model file may claim before it is read (npzfile.read_npz):
 # a crafted file is refused from its headers, never loaded whole first.
 FIELD_LIMITS = {"format": 1024, "coef": MAX_MODEL_BYTES, "intercept": 8 * MAX_CLASSES,
-                "classes": 2**26, "input_scale": 1024, "params": 2**20, "history": 2**28, "dataset": 1024}
-HISTORY_NUMBERS = ("loss", "train_acc", "lr", "test_acc", "seconds", "train_seconds", "grad_max")
+                "classes": 2**26, "input_scale": 1024, "params": 2**20, "history": 2**28, "dataset": 1024,
+                "feature_mean": MAX_MODEL_BYTES, "feature_scale": MAX_MODEL_BYTES}
+HISTORY_NUMBERS = ("loss", "train_acc", "lr", "batch_size", "test_acc", "seconds", "train_seconds", "grad_max")
 LABEL_KINDS = "iufbU"  # integers, floats, bools, strings: what a model file stores without pickle
 
 
@@ -36,19 +39,21 @@ def bad_model(path, problem):
     return ValueError(f"{path} is not a fastsoftmax model file ({problem}); train one with --save")
 
 
-def write_model(path, *, coef, intercept, classes, input_scale, dataset, params, history):
-    """Write a format /3 file, atomically (params and history: JSON-able)."""
+def write_model(path, *, coef, intercept, classes, input_scale, dataset, params, history, standardization=None):
+    """Write a format /3 file, atomically (params and history: JSON-able; standardization: None or
+    the (feature_mean, feature_scale) arrays)."""
     scale = input_scale if input_scale == BY_DTYPE else float(input_scale)
+    features = {} if standardization is None else dict(zip(("feature_mean", "feature_scale"), standardization))
     with atomic_write(path) as f:
         np.savez(f, format=np.array(FORMAT), coef=coef, intercept=intercept, classes=classes,
                  input_scale=np.array(scale), dataset=np.array(dataset or ""),
-                 params=np.array(json.dumps(params)), history=np.array(json.dumps(history)))
+                 params=np.array(json.dumps(params)), history=np.array(json.dumps(history)), **features)
 
 
 def read_model(path) -> dict:
     """The checked fields of a model file of format /3, /2 or /1: coef, intercept, classes,
     input_scale (a number, or BY_DTYPE), params (parsed JSON, for the estimator to check),
-    history, dataset (or None).
+    history, dataset (or None), standardization (None, or feature_mean and feature_scale).
 
     Raises FileNotFoundError, or ValueError naming the file and its first bad field.
     """
@@ -58,7 +63,8 @@ def read_model(path) -> dict:
         return bad_model(path, problem)
 
     try:
-        f = read_npz(path, FIELD_LIMITS, optional=("classes", "dataset", "input_scale"))
+        f = read_npz(path, FIELD_LIMITS, optional=("classes", "dataset", "input_scale", "feature_mean",
+                                                   "feature_scale"))
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such model file") from None
     except IsADirectoryError:
@@ -102,7 +108,20 @@ def read_model(path) -> dict:
             r["epoch"] for r in history] != list(range(1, len(history) + 1)):
         raise bad("history must be a list of one record per epoch, numbered from 1")
     return {"coef": coef, "intercept": intercept, "classes": classes, "input_scale": scale, "params": params,
-            "history": history, "dataset": _text(f["dataset"]) or None if "dataset" in f else None}
+            "history": history, "dataset": _text(f["dataset"]) or None if "dataset" in f else None,
+            "standardization": _standardization(f, coef.shape[1], path)}
+
+
+def _standardization(f, d, path):
+    """(feature_mean, feature_scale), checked: both or neither, finite float64 (d,), the scales positive."""
+    if "feature_mean" not in f and "feature_scale" not in f:
+        return None
+    mean, scale = f.get("feature_mean"), f.get("feature_scale")
+    if mean is None or scale is None or any(a.shape != (d,) or a.dtype != np.float64 or not np.isfinite(a).all()
+                                            for a in (mean, scale)) or not (scale > 0).all():
+        raise ValueError(f"{path}: its feature_mean and feature_scale are not {d} finite numbers each, "
+                         "the scales positive")
+    return mean, scale
 
 
 def _text(a) -> str:

@@ -32,6 +32,11 @@ class TrainingDivergedError(ValueError, FloatingPointError):
 
 # ---- minibatch SGD: one trusted ops.train_epoch and one device read per epoch ----
 
+# warn_if_not_learning looks at the loss once a run has had WATCH_AFTER epochs, and warns above
+# NOT_LEARNING * log k: 10% over all-zero weights' loss, so the noise of a run that learns cannot reach it.
+WATCH_AFTER = 2
+NOT_LEARNING = 1.1
+
 
 def sgd(xp, blocks, coef, b, *, first_epoch, epochs, batch_size, lr, schedule, weight_decay, seed, x_scale,
         evaluate, publish):
@@ -44,13 +49,15 @@ def sgd(xp, blocks, coef, b, *, first_epoch, epochs, batch_size, lr, schedule, w
     + i), so one block is shuffled as ops.train_epoch's (seed, e).
     evaluate(coef, b) is the epoch's test accuracy, or None. A loss or weights
     that become NaN or inf restore the epoch's starting weights, publish them
-    and raise TrainingDivergedError.
+    and raise TrainingDivergedError; a finite loss still above log k at the end
+    of a run of more than WATCH_AFTER epochs is a ConvergenceWarning.
     """
     n = sum(rows for rows, _ in blocks)
     steps = sum(math.ceil(rows / batch_size) for rows, _ in blocks)
     run = dict(batch_size=int(batch_size), lr=float(lr), schedule=schedule, total_steps=epochs * steps,
                weight_decay=float(weight_decay))
     saved = xp.empty_like(coef), xp.empty_like(b)  # the weights a diverged epoch goes back to
+    losses = []
     for epoch in range(first_epoch, epochs):
         start = time.perf_counter()
         saved[0][...], saved[1][...] = coef, b  # on the device: no synchronisation
@@ -64,7 +71,8 @@ def sgd(xp, blocks, coef, b, *, first_epoch, epochs, batch_size, lr, schedule, w
         # The epoch's one synchronisation: its loss, its hits and whether the weights stayed finite.
         loss, hits, finite = read_scalars(xp, loss_sum, correct, xp.isfinite(coef).all() & xp.isfinite(b).all())
         rate = learning_rate(kind_of(schedule), float(lr), epochs * steps, epoch * steps)
-        record = {"epoch": epoch + 1, "loss": loss / n, "train_acc": hits / n, "lr": float(coef.dtype.type(rate))}
+        record = {"epoch": epoch + 1, "loss": loss / n, "train_acc": hits / n, "lr": float(coef.dtype.type(rate)),
+                  "batch_size": int(batch_size)}
         record["train_seconds"] = time.perf_counter() - start
         if not (math.isfinite(loss) and finite):
             coef[...], b[...] = saved
@@ -75,6 +83,22 @@ def sgd(xp, blocks, coef, b, *, first_epoch, epochs, batch_size, lr, schedule, w
             record["test_acc"] = test_acc
         record["seconds"] = time.perf_counter() - start
         publish(coef, b, record)
+        losses.append(record["loss"])
+    warn_if_not_learning(losses, coef.shape[0], lr)
+
+
+def warn_if_not_learning(losses, k, lr):
+    """A ConvergenceWarning where SGD's loss, after WATCH_AFTER epochs of this run, is still above log k,
+    the loss of all-zero weights (with a margin for SGD's noise): the run went nowhere, which on finite
+    losses means a step far too large for X's scale."""
+    if len(losses) <= WATCH_AFTER or losses[-1] <= NOT_LEARNING * math.log(k):
+        return
+    from sklearn.exceptions import ConvergenceWarning
+
+    warnings.warn(f"SGD's training loss is {losses[-1]:.4g} after {len(losses)} epochs, above {math.log(k):.3g} "
+                  f"(all-zero weights' loss): lr={lr} is likely too large for the scale of X's features; "
+                  "standardise them (lr='auto' does), lower lr, or use solver='lbfgs'",
+                  ConvergenceWarning, stacklevel=5)  # fit's caller
 
 
 # ---- L-BFGS: scikit-learn's objective and stopping rule, the fused kernel's loss and gradient ----

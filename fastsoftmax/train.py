@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import math
 import statistics
 import sys
 import time
@@ -187,9 +188,14 @@ def train(args, model, data, device, done, out, checkpoint, client=None):
             checkpoint["iteration"] = len(model.history_)
         raise
     seconds = time.perf_counter() - start
-    for w in caught:  # lbfgs stopped by --max-iter: one line, not a Python warning
-        if issubclass(w.category, ConvergenceWarning):
+    for w in caught:  # one line, not a Python warning
+        if issubclass(w.category, ConvergenceWarning) and lbfgs:
             say(f"note: lbfgs stopped at --max-iter {model.max_iter} before the gradient reached --tol {model.tol}")
+        elif issubclass(w.category, ConvergenceWarning):  # solvers.warn_if_not_learning
+            print(f"{PROG}: warning: the training loss is {model.history_[-1]['loss']:.4g} after "
+                  f"{len(model.history_)} epochs, above all-zero weights' ({math.log(len(model.classes_)):.3g}): "
+                  f"--lr {model.lr:g} is likely too large for these features' scale; leave --lr at auto, lower it, "
+                  "or use --solver lbfgs", file=sys.stderr)
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if lbfgs and args.save:
@@ -210,7 +216,8 @@ def train(args, model, data, device, done, out, checkpoint, client=None):
     print(f"test accuracy {last['test_acc']:.4f}  train accuracy {last['train_acc']:.4f}  |  "
           f"{len(ran)} epochs in {seconds:.2f} s (median epoch {epoch_seconds * 1e3:.1f} ms, "
           f"{len(data.x_train) / epoch_seconds:,.0f} examples/s)  |  device {device_name(device)}", file=out)
-    return result | {"train_seconds": sum(r["train_seconds"] for r in ran), "median_epoch_seconds": epoch_seconds,
+    return result | {"lr": model.lr_, "batch_size": model.batch_size_,  # as --lr resolved them
+                     "train_seconds": sum(r["train_seconds"] for r in ran), "median_epoch_seconds": epoch_seconds,
                      "examples_per_second": len(data.x_train) / epoch_seconds}
 
 

@@ -60,6 +60,9 @@ def run(args, out, checkpoint):
             raise ValueError(f"{flag} runs one model; a sweep (several --lr or --weight-decay values) cannot "
                              "take it: give one value of each")
     lrs, weight_decays = _values(args.lr), _values(args.weight_decay)
+    if "auto" in lrs:
+        raise ValueError("--lr auto trains one model; a sweep's --lr takes numbers (e.g. --lr 0.1,0.5), each the "
+                         "peak step on the pixels / 255")
     flags = {p.name: getattr(args, p.name) for p in HYPERPARAMETERS if p.flag}
     SoftmaxRegression(**flags | {"lr": lrs[0], "weight_decay": weight_decays[0]}).validate_params()  # --C, ...
     if args.solver != "sgd":

@@ -222,4 +222,4 @@ POSITIVE_NUMBER = Rule(float, low=0, strict=True)
 NON_NEGATIVE_NUMBER = Rule(float, low=0)
 SCHEDULE = Rule(str, choices=SCHEDULES)
 SOLVERS = ("sgd", "lbfgs")
-SCALE = Rule(float, low=0, strict=True, words=("auto",))  # input_scale: a positive number or "auto"
+POSITIVE_OR_AUTO = Rule(float, low=0, strict=True, words=("auto",))  # lr and input_scale

@@ -93,6 +93,20 @@ def test_sgd_over_one_chunk_is_the_in_memory_sgd(client):
     assert [r["loss"] for r in model.history_] == [r["loss"] for r in expected.history_]
 
 
+def test_auto_sgd_standardises_by_the_whole_arrays_moments(client):
+    X, y = problem()
+    X = X * np.logspace(-3, 4, X.shape[1]) + 1000  # lr="auto" standardises float X
+    expected = SoftmaxRegression(epochs=3).fit(X, y)
+    for chunks in ((700,), UNEVEN):
+        model = SoftmaxRegression(epochs=3).fit(da.from_array(X, chunks=(chunks, -1)), da.from_array(y, chunks=chunks))
+        np.testing.assert_allclose(model.feature_mean_, expected.feature_mean_, rtol=1e-12)
+        np.testing.assert_allclose(model.feature_scale_, expected.feature_scale_, rtol=1e-9)
+        assert model.score(X, y) > 0.6
+        if chunks == (700,):  # one chunk: the in-memory fit, to rounding
+            np.testing.assert_allclose(model.coef_, expected.coef_, rtol=1e-4,
+                                       atol=1e-5 * np.abs(expected.coef_).max())
+
+
 def test_sgd_visits_the_chunks_in_order_as_partial_fit_steps(client):
     """Three chunks, one epoch at a constant rate: partial_fit on each chunk in turn, with the
     permutation keys the chunked fit uses (seed, chunk index), gives the same weights."""

@@ -34,9 +34,11 @@ def test_fit_learns_and_reports_history():
 
 
 def test_float_input_is_not_rescaled():
+    """input_scale="auto" divides uint8 X by 255 and takes float X as given (at a numeric lr, which
+    trains on X as given: lr="auto" standardises float X, tests/test_defaults.py)."""
     X, y = blobs(1000)
-    a = fs.SoftmaxRegression(epochs=2, device="cpu").fit(X, y)
-    b = fs.SoftmaxRegression(epochs=2, device="cpu").fit(X / 255.0, y)
+    a = fs.SoftmaxRegression(epochs=2, lr=0.5, device="cpu").fit(X, y)
+    b = fs.SoftmaxRegression(epochs=2, lr=0.5, device="cpu").fit(X / 255.0, y)
     np.testing.assert_allclose(a.coef_, b.coef_, rtol=1e-4, atol=1e-5)
     np.testing.assert_array_equal(a.predict(X), b.predict(X / 255.0))
 
@@ -117,8 +119,8 @@ def test_fit_never_changes_arrays_the_caller_holds():
     (dict(epochs=0), "epochs must be an integer >= 1"),
     (dict(epochs=2.5), "epochs must be an integer >= 1"),
     (dict(batch_size=0), "batch_size must be an integer >= 1"),
-    (dict(lr=0.0), "lr must be a positive finite number"),
-    (dict(lr=float("nan")), "lr must be a positive finite number"),
+    (dict(lr=0.0), "lr must be 'auto' or a positive finite number"),
+    (dict(lr=float("nan")), "lr must be 'auto' or a positive finite number"),
     (dict(weight_decay=-1.0), "weight_decay must be a non-negative finite number"),
     (dict(schedule="step"), "schedule must be one of cosine, constant"),
     (dict(device="tpu"), "device must be one of auto, cpu, cuda"),

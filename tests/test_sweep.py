@@ -308,7 +308,7 @@ def train(capsys, *args):
 
 def test_one_value_keeps_the_single_run_and_a_list_makes_a_grid():
     parse = build_parser().parse_args
-    assert parse([]).lr == 0.5 and parse(["--lr", "0.3"]).lr == 0.3
+    assert parse([]).lr == "auto" and parse(["--lr", "0.3"]).lr == 0.3
     assert parse(["--lr", "0.1,0.3,1.0", "--weight-decay", "0,1e-4"]).weight_decay == (0.0, 1e-4)
 
 
@@ -331,6 +331,11 @@ def test_the_cli_trains_a_grid_and_reports_the_chosen_model(capsys, data_dir, tm
     assert len(model.history_) == 3 and "test_acc" not in model.history_[-1]  # chosen without the test set
 
 
+def test_a_grid_of_lr_refuses_auto(capsys, data_dir):
+    status, _, err = train(capsys, "--data-dir", str(data_dir), "--lr", "auto,0.1")
+    assert status == 1 and "--lr auto trains one model" in err and err.count("\n") == 1
+
+
 def test_ctrl_c_in_a_sweep_keeps_the_last_finished_epochs_choice(capsys, data_dir, tmp_path, monkeypatch):
     interrupt_in_epoch_3(monkeypatch)
     status, _, err = train(capsys, "--data-dir", str(data_dir), "--device", "cpu", "--epochs", "5",
@@ -341,7 +346,7 @@ def test_ctrl_c_in_a_sweep_keeps_the_last_finished_epochs_choice(capsys, data_di
 
 @pytest.mark.parametrize("args,match", [
     (["--lr", "0.1,0.1"], "lists a value twice"),
-    (["--lr", "0.1,x"], "must be a positive finite number, got 'x'"),
+    (["--lr", "0.1,x"], "must be 'auto' or a positive finite number, got 'x'"),
     (["--validation-fraction", "0.2"], "--validation-fraction holds out images to choose a sweep's model"),
     (["--lr", "0.1,0.2", "--solver", "lbfgs"], "a sweep trains SGD models"),
     (["--lr", "0.1,0.2", "--validation-fraction", "1"], "validation_fraction must be a number between 0 and 1"),

@@ -55,6 +55,7 @@ def test_train_writes_model_json_and_plot(capsys, data_dir, tmp_path):
 
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["device"] == "cpu" and len(result["history"]) == 3
+    assert (result["lr"], result["batch_size"]) == (0.5, 300 // 16)  # --lr auto: 16 steps an epoch at least
     model = fs.SoftmaxRegression.load(tmp_path / "m.npz")
     data = fs.load_dataset(data_dir=data_dir)
     assert result["test_acc"] == pytest.approx(model.score(data.x_test, data.y_test))
@@ -89,8 +90,8 @@ def test_resume_extends_a_constant_schedule_run(capsys, data_dir, tmp_path):
     (["--batch-size", str(2**64)], 2, "argument --batch-size: must be an integer >= 1 and <= 2147483647"),
     (["--seed", "-1"], 2, "argument --seed: must be an integer >= 0, got '-1'"),
     (["--batch-size", "x"], 2, "argument --batch-size: must be an integer >= 1 and <= 2147483647, got 'x'"),
-    (["--lr", "nan"], 2, "argument --lr: must be a positive finite number, got 'nan'"),
-    (["--lr", "-0.1"], 2, "argument --lr: must be a positive finite number"),
+    (["--lr", "nan"], 2, "argument --lr: must be 'auto' or a positive finite number, got 'nan'"),
+    (["--lr", "-0.1"], 2, "argument --lr: must be 'auto' or a positive finite number"),
     (["--weight-decay", "inf"], 2, "argument --weight-decay: must be a non-negative finite number"),
     (["--dataset", "cifar"], 2, "argument --dataset: invalid choice: 'cifar'"),
     (["--device", "tpu"], 2, "argument --device: invalid choice: 'tpu'"),
@@ -270,7 +271,7 @@ def test_resume_of_an_interrupted_cosine_run_matches_the_whole_run(capsys, data_
 
 
 @pytest.mark.parametrize("flags,message", [
-    (["--lr", "0.1"], "was trained with --lr 0.5; resuming with --lr 0.1 would change the steps already taken"),
+    (["--lr", "0.1"], "was trained with --lr auto; resuming with --lr 0.1 would change the steps already taken"),
     (["--batch-size", "64"], "--batch-size 256; resuming with --batch-size 64"),
     (["--schedule", "constant"], "--schedule cosine; resuming with --schedule constant"),
     (["--weight-decay", "0.01"], "--weight-decay 0.0; resuming with --weight-decay 0.01"),
@@ -286,7 +287,7 @@ def test_resume_refuses_flags_that_change_the_steps_taken(capsys, data_dir, tmp_
     assert code == 1 and message in err and len(err.strip().splitlines()) == 1, err
     assert (tmp_path / "m.npz").read_bytes() == before
     # The same values typed again are no change.
-    same = {"--lr": "0.5", "--batch-size": "256", "--schedule": "cosine", "--weight-decay": "0",
+    same = {"--lr": "auto", "--batch-size": "256", "--schedule": "cosine", "--weight-decay": "0",
             "--seed": "0", "--dataset": "fashion-mnist", "--epochs": "3"}[flags[0]]
     code, out, err = train(capsys, *common, "--resume", str(tmp_path / "m.npz"), flags[0], same)
     assert "already trained 3 epochs" in err
@@ -334,6 +335,16 @@ def test_divergence_names_the_flags_and_saves_nothing_non_finite(capsys, data_di
     assert "training diverged in epoch" in err and "(--lr 0.5, --weight-decay 10.0); try a smaller --lr" in err
     model = fs.SoftmaxRegression.load(tmp_path / "m.npz")  # finite, or load would refuse it
     assert f"the last finite epoch ({len(model.history_)}) is in {tmp_path / 'm.npz'}" in err
+
+
+def test_a_run_that_goes_nowhere_ends_with_one_warning_line(capsys, data_dir):
+    code, out, err = train(capsys, "--data-dir", str(data_dir), "--device", "cpu", "--epochs", "3", "--quiet",
+                           "--lr", "1000")
+    assert code == 0 and out.startswith("test accuracy")
+    assert len(err.strip().splitlines()) == 1
+    assert "warning: the training loss is" in err and "--lr 1000 is likely too large" in err
+    code, _, err = train(capsys, "--data-dir", str(data_dir), "--device", "cpu", "--epochs", "3", "--quiet")
+    assert code == 0 and err == ""
 
 
 def test_a_data_dir_that_is_a_file_is_named(capsys, tmp_path):

@@ -1,0 +1,49 @@
+"""The defaults on tables nobody tuned them for: SoftmaxRegression() against LogisticRegression().
+
+Prints, per table of bench/tables.py, the mean test accuracy over its splits
+of scikit-learn's LogisticRegression() with its defaults, of SoftmaxRegression
+with the defaults before issue 18 (lr=0.5 on X as given, batch 256) and with
+today's defaults (lr="auto"), and whether the fits warned (ConvergenceWarning).
+Run: ``python -m bench.defaults``.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from bench.tables import splits, synthetic, toy
+
+
+def score(make, X, y):
+    """(mean test accuracy over the splits, whether any fit warned of non-convergence)."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    accuracies, warned = [], False
+    for X_train, X_test, y_train, y_test in splits(X, y):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            accuracies.append(make().fit(X_train, y_train).score(X_test, y_test))
+        warned |= any(issubclass(w.category, ConvergenceWarning) for w in caught)
+    return float(np.mean(accuracies)), warned
+
+
+def main():
+    from sklearn.linear_model import LogisticRegression
+
+    from fastsoftmax import SoftmaxRegression
+
+    peers = {"LogisticRegression()": LogisticRegression,
+             "before: lr=0.5": lambda: SoftmaxRegression(lr=0.5, batch_size=256),
+             "now: defaults": SoftmaxRegression}
+    print("| table | " + " | ".join(peers) + " | now - sklearn |")
+    print("|---|" + "---:|" * (len(peers) + 1))
+    for name, (X, y) in (toy() | synthetic()).items():
+        results = [score(make, X, y) for make in peers.values()]
+        cells = [f"{acc:.3f}{' (warned)' if warned else ''}" for acc, warned in results]
+        print(f"| {name} | " + " | ".join(cells) + f" | {results[-1][0] - results[0][0]:+.3f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Small tables of every feature scale, for the defaults' accuracy against scikit-learn's (issue 18).
+
+Each table is (X float64, y); ``splits`` gives the stratified 70/30 splits
+both bench/defaults.py and tests/test_defaults.py score on. The synthetic
+tables share one labelling rule (a random linear model plus Gumbel noise, so
+the best accuracy is well below 1) and differ only in how the features are
+scaled: what a new user's table looks like before anyone standardises it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SPLITS = 3  # stratified 70/30 splits per table, by random_state 0..SPLITS-1
+
+
+def _labelled(n=600, d=10, k=3, seed=0):
+    """Standard normal features and labels from a random linear model with Gumbel noise."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    y = (X @ rng.normal(size=(d, k)) + rng.gumbel(size=(n, k))).argmax(axis=1)
+    return X, y
+
+
+def synthetic():
+    X, y = _labelled()
+    rng = np.random.default_rng(1)
+    copies = np.repeat(X[:, :3], 10, axis=1) + 0.05 * rng.normal(size=(len(X), 30))  # 30 features, 3 directions
+    tables = {f"scale {s:g}": (X * s, y) for s in (1e-3, 1.0, 1e2, 1e4)}
+    tables |= {
+        "scales 1e-3..1e4": (X * np.logspace(-3, 4, X.shape[1]), y),
+        "constant + 1e6 column": (np.c_[X, np.full(len(X), 7.0), rng.normal(size=len(X)) * 1e6], y),
+        "offset +1000": (X + 1000.0, y),
+        "correlated x1e3": (np.c_[X, copies] * 1e3, y),
+    }
+    return tables
+
+
+def toy():
+    """scikit-learn's bundled tables (no download): features up to ~1700 (wine), ~4000 (breast cancer), 0-16 (digits)."""
+    from sklearn.datasets import load_breast_cancer, load_digits, load_iris, load_wine
+
+    return {load.__name__.removeprefix("load_").replace("_", " "): load(return_X_y=True)
+            for load in (load_wine, load_breast_cancer, load_digits, load_iris)}
+
+
+def splits(X, y):
+    """The SPLITS (X_train, X_test, y_train, y_test) of a table."""
+    from sklearn.model_selection import train_test_split
+
+    return [train_test_split(X, y, test_size=0.3, random_state=seed, stratify=y) for seed in range(SPLITS)]
