@@ -37,7 +37,8 @@ def synthetic():
 
 
 def toy():
-    """scikit-learn's bundled tables (no download): features up to ~1700 (wine), ~4000 (breast cancer), 0-16 (digits)."""
+    """scikit-learn's bundled tables (no download): features up to ~1700 (wine), ~4000 (breast
+    cancer), 0-16 (digits)."""
     from sklearn.datasets import load_breast_cancer, load_digits, load_iris, load_wine
 
     return {load.__name__.removeprefix("load_").replace("_", " "): load(return_X_y=True)

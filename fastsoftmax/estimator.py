@@ -135,6 +135,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     def fit(self, X, y, eval_set=None, callback=None, *, classes=None):
         """Fit on X (n, d) (finite numbers; uint8, float32 and float64 are used as given) and labels y.
 
+        With lr="auto", SGD trains on float X standardised (README, "Your own
+        data") and coef_ and intercept_ come back in X's own units.
+
         classes: the model's classes, the labels (any scikit-learn takes:
         strings, negative or gappy integers) or a count k for 0..k-1, such as a
         data set's ``classes``; y need not hold them all. By default the labels
@@ -177,7 +180,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
     @available_if(lambda self: self.solver == "sgd")  # lbfgs has none: hasattr says so, as scikit-learn's
     def partial_fit(self, X, y, classes=None):
-        """One pass of minibatch SGD over the rows given, at the constant rate lr (solver="sgd" only).
+        """One pass of minibatch SGD over the rows given, at the constant rate lr resolves to (solver="sgd"
+        only); under lr="auto", float X is standardised by the first call's moments.
 
         classes (the labels, or a count) is required on the first call, as in
         scikit-learn; later calls may repeat it. The rows are visited in the
@@ -206,31 +210,20 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         (a later partial_fit) the model's; evaluate and publish still see weights on X's own units."""
         auto = self.lr == "auto"
         self.lr_ = AUTO_LR if auto else float(self.lr)
-        self.batch_size_ = min(int(self.batch_size), max(1, X.shape[0] // AUTO_STEPS)) if auto else int(self.batch_size)
+        self.batch_size_ = int(self.batch_size) if not auto else min(int(self.batch_size),
+                                                                     max(1, X.shape[0] // AUTO_STEPS))
         coef = xp.array(self.coef_, dtype=COMPUTE_DTYPE, order="C")
         b = xp.array(self.intercept_, dtype=COMPUTE_DTYPE)
         blocks = distributed.fit_blocks(X, y, xp) if is_dask(X) else [(X.shape[0], lambda: (X, y))]
         x_scale = self._scale_of(X)
         standard = self._standardization(xp, X, x_scale, refit) if auto and X.dtype != np.uint8 else None
-        self.feature_mean_, self.feature_scale_ = (None, None) if standard is None else (
-            to_numpy(standard.mean), to_numpy(standard.scale))
-        if standard is not None:
+        if standard is None:
+            self.feature_mean_ = self.feature_scale_ = None
+        else:
+            self.feature_mean_, self.feature_scale_ = to_numpy(standard.mean), to_numpy(standard.scale)
             coef, b = standard.from_raw(xp, xp.asarray(self.coef_), xp.asarray(self.intercept_), COMPUTE_DTYPE)
             raw = np.float64 if X.dtype == np.float64 else COMPUTE_DTYPE  # coef_'s dtype: lbfgs's rule
-
-            def standardized(load):
-                def load_z():
-                    Xb, yb = load()
-                    return standard.apply(xp, Xb), yb
-                return load_z
-
-            def evaluate(V, c, on_x=evaluate):
-                return on_x(*standard.to_raw(xp, V, c, raw))
-
-            def publish(V, c, record, on_x=publish):
-                on_x(*standard.to_raw(xp, V, c, raw), record)
-
-            blocks, x_scale = [(rows, standardized(load)) for rows, load in blocks], 1.0
+            (blocks, evaluate, publish), x_scale = standard.around(xp, blocks, evaluate, publish, raw), 1.0
         solvers.sgd(xp, blocks, coef, b, batch_size=self.batch_size_, lr=self.lr_,
                     weight_decay=float(self.weight_decay), seed=int(self.seed), x_scale=x_scale,
                     evaluate=evaluate, publish=publish, **run)
@@ -241,7 +234,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         if not refit and getattr(self, "feature_mean_", None) is not None:
             return Standardization(xp.asarray(self.feature_mean_), xp.asarray(self.feature_scale_), x_scale)
         mean, std = distributed.moments(X) if is_dask(X) else moments(xp, X)
-        return Standardization.from_moments(xp, mean, std, x_scale)
+        return Standardization.from_moments(xp, mean, std, x_scale, X.dtype)
 
     def _fitted(self):
         return "classes_" in vars(self)

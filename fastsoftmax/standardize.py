@@ -24,9 +24,9 @@ import numpy as np
 __all__ = ["Standardization", "moments"]
 
 CHUNK_BYTES = 32 * 2**20  # the largest float64 temporary made while reading X
-# A feature whose standard deviation is below this (or below rounding noise of
-# its mean, as StandardScaler's rule) is taken as constant: its raw-unit weight
-# would be ~1/std, past what float32 weights hold.
+# A feature whose standard deviation is below this (or below the rounding noise
+# of its mean in X's dtype, as StandardScaler's rule) is taken as constant: its
+# raw-unit weight would be ~1/std, past what float32 weights hold.
 SMALLEST_STD = 1e-20
 
 
@@ -43,8 +43,9 @@ def moments(xp, X):
         total += X[rows].sum(axis=0, dtype=xp.float64)
     mean = total / n
     squares = xp.zeros(d, xp.float64)
-    for rows in _row_chunks(n, d):
-        squares += ((X[rows] - mean) ** 2).sum(axis=0)
+    with np.errstate(over="ignore"):  # an overflow is Standardization.from_moments's error to name
+        for rows in _row_chunks(n, d):
+            squares += ((X[rows] - mean) ** 2).sum(axis=0)
     return mean, xp.sqrt(squares / n)
 
 
@@ -61,9 +62,13 @@ class Standardization:
     x_scale: float
 
     @classmethod
-    def from_moments(cls, xp, mean, std, x_scale):
+    def from_moments(cls, xp, mean, std, x_scale, dtype):
+        """From the features' moments of an X of `dtype`, whose rounding sets what counts as constant."""
         mean, std = xp.asarray(mean, dtype=xp.float64), xp.asarray(std, dtype=xp.float64)
-        constant = (std <= SMALLEST_STD) | (std <= 10 * np.finfo(np.float64).eps * xp.abs(mean))
+        if not bool(xp.isfinite(std).all()):
+            raise ValueError("X's features are too large to standardise (their variance overflows float64): "
+                             "divide X by a constant first, or pass a numeric lr to train on X as given")
+        constant = (std <= SMALLEST_STD) | (std <= 10 * np.finfo(dtype).eps * xp.abs(mean))
         return cls(mean, xp.where(constant, 1.0, 1.0 / xp.where(constant, 1.0, std)), float(x_scale))
 
     def apply(self, xp, X):
@@ -72,6 +77,24 @@ class Standardization:
         for rows in _row_chunks(*X.shape):
             Z[rows] = (X[rows] - self.mean) * self.scale
         return Z
+
+    def around(self, xp, blocks, evaluate, publish, dtype):
+        """solvers.sgd's blocks, evaluate and publish for training on z: each block's X standardised as
+        it loads; evaluate and publish given the weights on X's units, in `dtype`."""
+
+        def on_z(load):
+            def load_z():
+                X, y = load()
+                return self.apply(xp, X), y
+            return load_z
+
+        def evaluate_z(V, c):
+            return evaluate(*self.to_raw(xp, V, c, dtype))
+
+        def publish_z(V, c, record):
+            publish(*self.to_raw(xp, V, c, dtype), record)
+
+        return [(rows, on_z(load)) for rows, load in blocks], evaluate_z, publish_z
 
     def to_raw(self, xp, V, c, dtype):
         """(W, b) in `dtype` on x * x_scale from (V, c) on z: the same logits, x @ W.T + b = z @ V.T + c."""

@@ -139,23 +139,37 @@ def test_moments_by_row_chunks_are_numpys(monkeypatch):
     mean, std = moments(np, X)
     np.testing.assert_allclose(mean, X.astype(np.float64).mean(axis=0), rtol=1e-12)
     np.testing.assert_allclose(std, X.astype(np.float64).std(axis=0), rtol=1e-10)
-    Z = Standardization.from_moments(np, mean, std, 1.0).apply(np, X)
+    Z = Standardization.from_moments(np, mean, std, 1.0, X.dtype).apply(np, X)
     assert Z.dtype == np.float32 and Z.flags.c_contiguous
     np.testing.assert_allclose(Z, (X - mean) / std, rtol=1e-5, atol=1e-5)
 
 
 def test_constant_features_keep_scale_one():
     X = np.c_[np.full(10, 7.0), np.full(10, 1e9) + np.arange(10) * 1e-7, np.arange(10.0)]
-    standard = Standardization.from_moments(np, *moments(np, X), 1.0)
+    standard = Standardization.from_moments(np, *moments(np, X), 1.0, X.dtype)
     np.testing.assert_array_equal(standard.scale[:2], [1.0, 1.0])  # the 2nd varies by rounding noise only
     assert standard.scale[2] == pytest.approx(1 / np.arange(10.0).std())
+
+
+def test_features_whose_variance_overflows_are_named():
+    X, y = np.array([[1e300, 1.0], [-1e300, 2.0], [1e300, 3.0]]), np.array([0, 1, 0])
+    with pytest.raises(ValueError, match="too large to standardise.*numeric lr"):
+        fs.SoftmaxRegression().fit(X, y)
+
+
+def test_one_row_and_a_float32_constant_column():
+    model = fs.SoftmaxRegression().fit(np.array([[3.0, 4.0]]), ["a"], classes=["a", "b"])
+    assert model.batch_size_ == 1 and model.predict(np.array([[0.0, 0.0]]))[0] == "a"
+    X = np.c_[np.full(40, 1000, np.float32) + np.float32(1e-4) * (np.arange(40) % 2), np.arange(40)].astype(np.float32)
+    standard = Standardization.from_moments(np, *moments(np, X), 1.0, X.dtype)
+    assert standard.scale[0] == 1.0  # varies by float32 rounding at 1000 only: constant
 
 
 @pytest.mark.parametrize("x_scale", [1.0, 1 / 255])
 def test_the_weight_maps_keep_the_logits_and_invert_each_other(x_scale):
     rng = np.random.default_rng(2)
     X = rng.normal(size=(30, 5)) * [1, 10, 1e3, 1e-2, 5] + [0, 100, -5, 3, 1e4]
-    standard = Standardization.from_moments(np, *moments(np, X), x_scale)
+    standard = Standardization.from_moments(np, *moments(np, X), x_scale, X.dtype)
     V, c = rng.normal(size=(4, 5)), rng.normal(size=4)
     W, b = standard.to_raw(np, V, c, np.float64)
     Z = (X - standard.mean) * standard.scale
