@@ -146,12 +146,16 @@ def moments(X):
     return dask.compute(X.mean(axis=0, dtype=np.float64), X.std(axis=0, dtype=np.float64))
 
 
-def fit_blocks(X, y, xp):
-    """solvers.sgd's blocks: each chunk's (rows, load), load() computing that chunk onto xp's device."""
+def fit_blocks(X, y, xp, transform=None):
+    """solvers.sgd's blocks: each chunk's (rows, load), load() computing that chunk onto xp's device
+    (and its X through transform(xp, X), where given)."""
     import dask
 
     def loader(xb, yb):
-        return lambda: tuple(xp.ascontiguousarray(xp.asarray(a)) for a in dask.compute(xb, yb))
+        def load():
+            X_chunk, y_chunk = (xp.ascontiguousarray(xp.asarray(a)) for a in dask.compute(xb, yb))
+            return (X_chunk if transform is None else transform(xp, X_chunk)), y_chunk
+        return load
 
     return [(rows, loader(xb, yb)) for rows, xb, yb in zip(X.chunks[0], X.to_delayed().ravel(),
                                                            y.to_delayed().ravel())]

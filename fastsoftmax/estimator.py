@@ -214,7 +214,6 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                                                                      max(1, X.shape[0] // AUTO_STEPS))
         coef = xp.array(self.coef_, dtype=COMPUTE_DTYPE, order="C")
         b = xp.array(self.intercept_, dtype=COMPUTE_DTYPE)
-        blocks = distributed.fit_blocks(X, y, xp) if is_dask(X) else [(X.shape[0], lambda: (X, y))]
         x_scale = self._scale_of(X)
         standard = self._standardization(xp, X, x_scale, refit) if auto and X.dtype != np.uint8 else None
         if standard is None:
@@ -223,7 +222,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             self.feature_mean_, self.feature_scale_ = to_numpy(standard.mean), to_numpy(standard.scale)
             coef, b = standard.from_raw(xp, xp.asarray(self.coef_), xp.asarray(self.intercept_), COMPUTE_DTYPE)
             raw = np.float64 if X.dtype == np.float64 else COMPUTE_DTYPE  # coef_'s dtype: lbfgs's rule
-            (blocks, evaluate, publish), x_scale = standard.around(xp, blocks, evaluate, publish, raw), 1.0
+            (evaluate, publish), x_scale = standard.around(xp, evaluate, publish, raw), 1.0
+        if is_dask(X):  # each chunk loaded (and standardised) again every epoch
+            blocks = distributed.fit_blocks(X, y, xp, None if standard is None else standard.apply)
+        else:  # standardised once
+            X_fit = X if standard is None else standard.apply(xp, X)
+            blocks = [(X.shape[0], lambda: (X_fit, y))]
         solvers.sgd(xp, blocks, coef, b, batch_size=self.batch_size_, lr=self.lr_,
                     weight_decay=float(self.weight_decay), seed=int(self.seed), x_scale=x_scale,
                     evaluate=evaluate, publish=publish, **run)

@@ -78,15 +78,8 @@ class Standardization:
             Z[rows] = (X[rows] - self.mean) * self.scale
         return Z
 
-    def around(self, xp, blocks, evaluate, publish, dtype):
-        """solvers.sgd's blocks, evaluate and publish for training on z: each block's X standardised as
-        it loads; evaluate and publish given the weights on X's units, in `dtype`."""
-
-        def on_z(load):
-            def load_z():
-                X, y = load()
-                return self.apply(xp, X), y
-            return load_z
+    def around(self, xp, evaluate, publish, dtype):
+        """solvers.sgd's evaluate and publish for training on z: given the weights on X's units, in `dtype`."""
 
         def evaluate_z(V, c):
             return evaluate(*self.to_raw(xp, V, c, dtype))
@@ -94,7 +87,7 @@ class Standardization:
         def publish_z(V, c, record):
             publish(*self.to_raw(xp, V, c, dtype), record)
 
-        return [(rows, on_z(load)) for rows, load in blocks], evaluate_z, publish_z
+        return evaluate_z, publish_z
 
     def to_raw(self, xp, V, c, dtype):
         """(W, b) in `dtype` on x * x_scale from (V, c) on z: the same logits, x @ W.T + b = z @ V.T + c."""

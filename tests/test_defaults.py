@@ -74,6 +74,15 @@ def test_auto_is_sgd_at_lr_half_on_the_standardised_features():
     assert auto.history_[0]["batch_size"] == auto.batch_size_
 
 
+def test_x_in_memory_is_standardised_once_per_fit(monkeypatch):
+    calls = []
+    apply = Standardization.apply
+    monkeypatch.setattr(Standardization, "apply", lambda self, xp, X: calls.append(len(X)) or apply(self, xp, X))
+    X, y = TABLES["scale 1"]
+    fs.SoftmaxRegression(epochs=4).fit(X, y)
+    assert calls == [len(X)]  # not once an epoch: that cost more than the epochs themselves
+
+
 def test_uint8_pixels_keep_their_path():
     """uint8 X is not standardised: with enough rows, auto is lr=0.5 on X / 255 to the bit."""
     rng = np.random.default_rng(0)
