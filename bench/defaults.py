@@ -3,7 +3,10 @@
 Prints, per table of bench/tables.py, the mean test accuracy over its splits
 of scikit-learn's LogisticRegression() with its defaults, of SoftmaxRegression
 with the defaults before issue 18 (lr=0.5 on X as given, batch 256) and with
-today's defaults (lr="auto"), and whether the fits warned (ConvergenceWarning).
+today's defaults (lr="auto"), and whether the fits warned (ConvergenceWarning);
+then, over bench/tables.py's grid of sizes and scales, how many tables each
+comes within 0.02 of LogisticRegression() on (StandardScaler + LogisticRegression
+as a peer: what standardising alone costs where n is not much above d).
 Run: ``python -m bench.defaults``.
 """
 
@@ -13,7 +16,7 @@ import warnings
 
 import numpy as np
 
-from bench.tables import splits, synthetic, toy
+from bench.tables import grid, splits, synthetic, toy
 
 
 def score(make, X, y):
@@ -31,6 +34,8 @@ def score(make, X, y):
 
 def main():
     from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
     from fastsoftmax import SoftmaxRegression
 
@@ -43,6 +48,18 @@ def main():
         results = [score(make, X, y) for make in peers.values()]
         cells = [f"{acc:.3f}{' (warned)' if warned else ''}" for acc, warned in results]
         print(f"| {name} | " + " | ".join(cells) + f" | {results[-1][0] - results[0][0]:+.3f} |")
+
+    peers["StandardScaler + LogisticRegression()"] = lambda: make_pipeline(StandardScaler(), LogisticRegression())
+    tables = grid()
+    accuracy = {name: [score(make, X, y)[0] for X, y in tables.values()] for name, make in peers.items()}
+    sklearn = np.array(accuracy.pop("LogisticRegression()"))
+    print(f"\nbench/tables.py's grid of {len(tables)} tables, against LogisticRegression():\n")
+    print("| | within 0.02 or above | mean difference | worst 3 |")
+    print("|---|---:|---:|---|")
+    for name, acc in accuracy.items():
+        diff = np.array(acc) - sklearn
+        worst = "; ".join(f"{list(tables)[i]} {diff[i]:+.3f}" for i in np.argsort(diff)[:3])
+        print(f"| {name} | {np.sum(diff >= -0.02)} of {len(diff)} | {diff.mean():+.3f} | {worst} |")
 
 
 if __name__ == "__main__":

@@ -45,6 +45,34 @@ def toy():
             for load in (load_wine, load_breast_cancer, load_digits, load_iris)}
 
 
+def grid():
+    """Tables across sizes and scales: n in 100..5000 rows, d in 2..100 features, k in 2..10
+    classes, labels from make_classification's clusters or from a random linear model, each as
+    generated ("raw", unit-scale features) and with every feature scaled by 10**U(-3, 4), a third of
+    them also offset by 1000 ("scaled")."""
+    import itertools
+
+    from sklearn.datasets import make_classification
+
+    rng = np.random.default_rng(0)
+    tables = {}
+    for n, d, k, kind in itertools.product((100, 300, 1000, 5000), (2, 5, 20, 100), (2, 3, 10), ("clusters", "linear")):
+        if kind == "clusters":
+            if k * 2 > 2 ** min(d, 5):  # make_classification needs 2 ** informative >= 2 k
+                continue
+            informative = max(2, min(d, int(np.ceil(np.log2(k * 2))) + 1))
+            X, y = make_classification(n, d, n_informative=informative, n_redundant=0, n_classes=k,
+                                       n_clusters_per_class=1, random_state=n + d + k)
+        else:
+            X, y = _labelled(n, d, k, seed=n + d + k)
+            if np.unique(y, return_counts=True)[1].min() < 2:  # too rare a class to split by
+                continue
+        scaled = X * 10.0 ** rng.uniform(-3, 4, d) + rng.choice([0.0, 0.0, 1000.0], d)
+        tables[f"n={n} d={d} k={k} {kind}"] = (X, y)
+        tables[f"n={n} d={d} k={k} {kind} scaled"] = (scaled, y)
+    return tables
+
+
 def splits(X, y):
     """The SPLITS (X_train, X_test, y_train, y_test) of a table."""
     from sklearn.model_selection import train_test_split
