@@ -9,6 +9,8 @@ scaled: what a new user's table looks like before anyone standardises it.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 SPLITS = 3  # stratified 70/30 splits per table, by random_state 0..SPLITS-1
@@ -50,8 +52,6 @@ def grid():
     classes, labels from make_classification's clusters or from a random linear model, each as
     generated ("raw", unit-scale features) and with every feature scaled by 10**U(-3, 4), a third of
     them also offset by 1000 ("scaled")."""
-    import itertools
-
     from sklearn.datasets import make_classification
 
     rng = np.random.default_rng(0)

@@ -57,7 +57,6 @@ def sgd(xp, blocks, coef, b, *, first_epoch, epochs, batch_size, lr, schedule, w
     run = dict(batch_size=int(batch_size), lr=float(lr), schedule=schedule, total_steps=epochs * steps,
                weight_decay=float(weight_decay))
     saved = xp.empty_like(coef), xp.empty_like(b)  # the weights a diverged epoch goes back to
-    losses = []
     for epoch in range(first_epoch, epochs):
         start = time.perf_counter()
         saved[0][...], saved[1][...] = coef, b  # on the device: no synchronisation
@@ -83,21 +82,21 @@ def sgd(xp, blocks, coef, b, *, first_epoch, epochs, batch_size, lr, schedule, w
             record["test_acc"] = test_acc
         record["seconds"] = time.perf_counter() - start
         publish(coef, b, record)
-        losses.append(record["loss"])
-    warn_if_not_learning(losses, coef.shape[0], lr)
+    if epochs - first_epoch > WATCH_AFTER:
+        warn_if_not_learning(record["loss"], epochs - first_epoch, coef.shape[0], lr)
 
 
-def warn_if_not_learning(losses, k, lr):
-    """A ConvergenceWarning where SGD's loss, after WATCH_AFTER epochs of this run, is still above log k,
-    the loss of all-zero weights (with a margin for SGD's noise): the run went nowhere, which on finite
-    losses means a step far too large for X's scale."""
-    if len(losses) <= WATCH_AFTER or losses[-1] <= NOT_LEARNING * math.log(k):
+def warn_if_not_learning(loss, epochs, k, lr):
+    """A ConvergenceWarning where SGD's loss after a run of `epochs` is still above log k, the loss of
+    all-zero weights (with a margin for SGD's noise): the run went nowhere, which on finite losses
+    means a step far too large for X's scale."""
+    if loss <= NOT_LEARNING * math.log(k):
         return
     from sklearn.exceptions import ConvergenceWarning
 
-    warnings.warn(f"SGD's training loss is {losses[-1]:.4g} after {len(losses)} epochs, above {math.log(k):.3g} "
+    warnings.warn(f"SGD's training loss is {loss:.4g} after {epochs} epochs, above {math.log(k):.3g} "
                   f"(all-zero weights' loss): lr={lr} is likely too large for the scale of X's features; "
-                  "standardise them (lr='auto' does), lower lr, or use solver='lbfgs'",
+                  "standardise them (lr='auto' does so for float X), lower lr, or use solver='lbfgs'",
                   ConvergenceWarning, stacklevel=5)  # fit's caller
 
 

@@ -192,10 +192,11 @@ def train(args, model, data, device, done, out, checkpoint, client=None):
         if issubclass(w.category, ConvergenceWarning) and lbfgs:
             say(f"note: lbfgs stopped at --max-iter {model.max_iter} before the gradient reached --tol {model.tol}")
         elif issubclass(w.category, ConvergenceWarning):  # solvers.warn_if_not_learning
+            fixes = "lower --lr" if model.lr == "auto" else "leave --lr at auto, lower it,"
             print(f"{PROG}: warning: the training loss is {model.history_[-1]['loss']:.4g} after "
                   f"{len(model.history_)} epochs, above all-zero weights' ({math.log(len(model.classes_)):.3g}): "
-                  f"--lr {model.lr:g} is likely too large for these features' scale; leave --lr at auto, lower it, "
-                  "or use --solver lbfgs", file=sys.stderr)
+                  f"--lr {model.lr_:g} is likely too large for these features' scale; {fixes} or use --solver "
+                  "lbfgs", file=sys.stderr)
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if lbfgs and args.save:
