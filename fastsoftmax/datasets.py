@@ -172,7 +172,7 @@ def _search_dirs(name: str, data_dir: str | os.PathLike | None) -> tuple[Path | 
     """
     root = data_dir if data_dir not in (None, "") else os.environ.get("FASTSOFTMAX_DATA") or None
     if root is None:
-        return None, [_cache_dir(name), SYSTEM_DIR / name]
+        return None, [user_cache_dir(name), SYSTEM_DIR / name]
     root = Path(root).expanduser()
     if root.exists() and not root.is_dir():
         via = "--data-dir (data_dir)" if data_dir not in (None, "") else "FASTSOFTMAX_DATA"
@@ -182,7 +182,9 @@ def _search_dirs(name: str, data_dir: str | os.PathLike | None) -> tuple[Path | 
     return root, [root / name, root]
 
 
-def _cache_dir(name: str) -> Path:
+def user_cache_dir(name: str) -> Path:
+    """$XDG_CACHE_HOME/fastsoftmax/<name>, default ~/.cache/fastsoftmax/<name>: data sets, and Numba's
+    cache of a read-only install (jitcache.py)."""
     xdg = os.environ.get("XDG_CACHE_HOME", "")
     base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"  # the XDG spec ignores relative paths
     return base / "fastsoftmax" / name
@@ -204,7 +206,7 @@ def _download(name: str, source: _Source, searched: list[Path], explicit: Path |
     They go into ``<explicit>/<name>`` when a folder was named (as
     torchvision's ``root`` does), else into the cache.
     """
-    cache = _cache_dir(name) if explicit is None else explicit / name
+    cache = user_cache_dir(name) if explicit is None else explicit / name
     if os.environ.get("FASTSOFTMAX_NO_DOWNLOAD", "") not in ("", "0"):
         reason = "downloading is disabled (FASTSOFTMAX_NO_DOWNLOAD is set)"
     else:

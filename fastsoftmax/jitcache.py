@@ -19,7 +19,6 @@ Numba's own choice.
 
 from __future__ import annotations
 
-import os
 import tempfile
 import warnings
 from pathlib import Path
@@ -27,14 +26,9 @@ from pathlib import Path
 import numba
 from numba.core import config
 
+from .datasets import user_cache_dir
+
 PACKAGE_DIR = Path(__file__).parent
-
-
-def user_cache_dir() -> Path:
-    """$XDG_CACHE_HOME/fastsoftmax/numba, default ~/.cache/fastsoftmax/numba (as datasets.py's cache)."""
-    xdg = os.environ.get("XDG_CACHE_HOME", "")
-    base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"  # the XDG spec ignores relative paths
-    return base / "fastsoftmax" / "numba"
 
 
 def writable(folder: Path) -> bool:
@@ -53,10 +47,10 @@ def choose(numba_cache_dir: str, package_dir: Path) -> tuple[str, Path | None]:
         folder = Path(numba_cache_dir)
         return f"NUMBA_CACHE_DIR={numba_cache_dir}", folder if writable(folder) else None
     for why, folder in (("the package's __pycache__", package_dir / "__pycache__"),
-                        ("the user cache", user_cache_dir())):
+                        ("the user cache", user_cache_dir("numba"))):
         if writable(folder):
             return why, folder
-    return f"neither {package_dir / '__pycache__'} nor {user_cache_dir()}", None
+    return f"neither {package_dir / '__pycache__'} nor {user_cache_dir('numba')}", None
 
 
 WHY, CACHE_DIR = choose(config.CACHE_DIR, PACKAGE_DIR)
