@@ -20,8 +20,7 @@ $(VENV)/.installed: pyproject.toml
 
 # The CPU kernels compiled into Numba's cache once after installing, and again when their sources
 # change, so that the first `make train` trains at full speed (python -m fastsoftmax.warmup).
-$(VENV)/.warm: $(VENV)/.installed $(wildcard fastsoftmax/cpu*.py) fastsoftmax/jitcache.py \
-		fastsoftmax/permutation.py fastsoftmax/schedules.py
+$(VENV)/.warm: $(VENV)/.installed $(wildcard fastsoftmax/backends/cpu/*.py) $(wildcard fastsoftmax/reference/*.py)
 	$(BIN)/python -m fastsoftmax.warmup
 	touch $@
 
@@ -36,7 +35,9 @@ data:
 train: setup data
 	$(BIN)/python -m fastsoftmax.train $(ARGS)
 
+# The layer contracts first (import-linter, pyproject.toml): a second, then the suite.
 test: setup data
+	$(BIN)/lint-imports --no-logo
 	$(BIN)/python -m pytest
 
 # fastsoftmax against NumPy, PyTorch and JAX in one run; report.py writes

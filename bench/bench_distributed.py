@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from fastsoftmax import SoftmaxRegression
-from fastsoftmax.distributed import fused_gradient, persist
-from fastsoftmax.solvers import fused_gradient as in_memory_gradient
+from fastsoftmax.solvers.dask import fused_gradient, persist
+from fastsoftmax.solvers.lbfgs import fused_gradient as in_memory_gradient
 
 da = pytest.importorskip("dask.array")
 dask_distributed = pytest.importorskip("dask.distributed")

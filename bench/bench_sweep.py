@@ -1,7 +1,7 @@
 """A learning-rate and weight-decay sweep: the 16 models of SoftmaxRegressionSweep's default grid,
 one epoch of Fashion-MNIST each (60000 images, batch 256, constant rates, one shuffled order).
 
-fastsoftmax trains them in one pass (ops.train_epoch_many: sweep.py's epoch); its peers train the
+fastsoftmax trains them in one pass (ops.train_epoch_many: the models' SGD loop, solvers/sgd.py); its peers train the
 same 16 one after another: fastsoftmax itself (16 x ops.train_epoch), PyTorch (16 x bench/peers.py's
 epoch), and, where JAX is installed, jax.vmap over the models of a jitted epoch. Two more rows set the
 scale: one model's epoch ("fastsoftmax x1"), and the sweep's arithmetic alone ("sgemm floor": its
@@ -20,8 +20,8 @@ import pytest
 from bench import peers
 from bench.runner import BATCH, need, need_gpu, run
 from fastsoftmax import ops
-from fastsoftmax.backend import array_module
-from fastsoftmax.sweep import LRS, WEIGHT_DECAYS
+from fastsoftmax.ops.dispatch import array_module
+from fastsoftmax.models.sweep import LRS, WEIGHT_DECAYS
 
 GRID = [(lr, wd) for lr in LRS for wd in WEIGHT_DECAYS]
 M = len(GRID)
@@ -104,7 +104,7 @@ def vmap_jax(X, y, order, batch):
 
 def sgemm_floor(X, y, order, batch):
     """The sweep's two products per batch and nothing else: x (rows, d) @ W_all^T (d, m k), then
-    G^T (m k, rows) @ x, for every batch of the epoch (NumPy's OpenBLAS, as cpu_sweep.py calls it)."""
+    G^T (m k, rows) @ x, for every batch of the epoch (NumPy's OpenBLAS, as backends/cpu/sweep.py calls it)."""
     d, width = X.shape[1], M * peers.K
     x, wall = np.ones((batch, d), np.float32), np.ones((width, d), np.float32)
     z, dsum = np.empty((batch, width), np.float32), np.empty((width, d), np.float32)

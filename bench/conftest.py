@@ -15,7 +15,7 @@ import pytest
 
 import fastsoftmax as fs
 from bench.peers import THREADS
-from fastsoftmax.backend import cuda_available, device_name
+from fastsoftmax.ops.dispatch import cuda_available, device_name
 
 
 @pytest.fixture(scope="session")

@@ -1,12 +1,14 @@
-"""Where the CPU backend switches to its BLAS path: both paths timed on one shape at a time.
+"""Where the CPU backend switches to its large-shape (BLAS) path: both paths timed on one shape at a time.
 
     python -m bench.crossover [--rows 8192] [--repeat 7]
 
-For each (d, k), linear_softmax_cross_entropy (float32 W, float32 X) and one
-epoch of batch 256 on the fused register tiles and on cpu_blas's path, the two
-interleaved in one process, medians of --repeat calls; prints fused / BLAS
-(above 1: the BLAS path is faster) and the machine's sgemm rate. The result
-sets cpu_blas.BLAS_MIN_CLASSES.
+For each (d, k), linear_softmax_cross_entropy (float32 W, float32 X) or one
+epoch of batch 256 (--epoch) on the fused register tiles
+(fastsoftmax/backends/cpu/fused.py) and on the large-shape path (large.py),
+each called as it is, the two interleaved in one process, medians of --repeat
+calls; prints fused / BLAS (above 1: the BLAS path is faster) and the
+machine's sgemm rate. The result sets BLAS_MIN_CLASSES in
+fastsoftmax/backends/cpu/__init__.py.
 """
 
 import argparse
@@ -14,8 +16,8 @@ import time
 
 import numpy as np
 
-import fastsoftmax as fs
-from fastsoftmax import cpu_blas
+from fastsoftmax.backends.cpu import fused, large
+from fastsoftmax.reference.schedules import CONSTANT
 
 
 def sgemm_rate(m=2048, k=2048, n=1024, repeat=7):
@@ -30,39 +32,39 @@ def sgemm_rate(m=2048, k=2048, n=1024, repeat=7):
     return 2 * m * k * n / np.median(times) / 1e9
 
 
-def _timed(fn, blas):
-    saved = cpu_blas.BLAS_MIN_CLASSES
-    cpu_blas.BLAS_MIN_CLASSES = 2 if blas else 1 << 30
-    try:
-        t = time.perf_counter()
-        fn()
-        return time.perf_counter() - t
-    finally:
-        cpu_blas.BLAS_MIN_CLASSES = saved
+def _timed(fn):
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def calls(n, d, k, epoch):
+    """{path: a call of the path on one problem of n rows}: the gradient, or an epoch in batches of 256."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((n, d)).astype(np.float32)
+    coef = (rng.standard_normal((k, d)) * 0.01).astype(np.float32)  # W transposed, as the backend takes it
+    b, y, order = np.zeros(k, np.float32), rng.integers(0, k, n), rng.permutation(n)
+
+    def call(path):
+        if epoch:
+            return lambda: path.train_epoch(X, y, order, coef, b, 256, 1.0, 0.0, CONSTANT, 1e-3, 1, 0)
+        return lambda: path.linear_softmax_cross_entropy(X, coef, b, y, 1.0)
+
+    return {False: call(fused), True: call(large)}
 
 
 def compare(n, d, k, repeat, epoch=False):
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((n, d)).astype(np.float32)
-    W = (rng.standard_normal((d, k)) * 0.01).astype(np.float32, order="F")
-    b, y = np.zeros(k, np.float32), rng.integers(0, k, n)
-    order = rng.permutation(n)
-    if epoch:
-        def fn():
-            fs.train_epoch(X, y, W, b, rows=order, batch_size=256, lr=1e-3, check_input=False)
-    else:
-        def fn():
-            fs.linear_softmax_cross_entropy(X, W, b, y)
+    fn = calls(n, d, k, epoch)
     times = {False: [], True: []}
     for blas in (False, True):
-        _timed(fn, blas)  # compile or load from the cache
+        _timed(fn[blas])  # compile or load from the cache
     # Blocks of calls, the paths alternating: the first call of a block, which
     # shares the cores with the other path's still-spinning thread pool
     # (OpenBLAS's or Numba's OpenMP), is left out.
     for _ in range(repeat):
         for blas in (False, True):
-            _timed(fn, blas)
-            times[blas] += [_timed(fn, blas) for _ in range(3)]
+            _timed(fn[blas])
+            times[blas] += [_timed(fn[blas]) for _ in range(3)]
     return np.median(times[False]), np.median(times[True])
 
 

@@ -36,7 +36,7 @@ from datetime import date
 from pathlib import Path
 
 from bench import report
-from fastsoftmax.atomic import atomic_write
+from fastsoftmax.io.atomic import atomic_write
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -105,9 +105,10 @@ def time_fit(path, repeats=5):
 
 def card_bandwidth():
     """The GPU's peak memory bandwidth in bytes/s: 2 transfers a clock over the bus."""
-    from fastsoftmax.cuda import device_attribute
+    import cupy
 
-    kilohertz, bus_bits = device_attribute("MemoryClockRate"), device_attribute("GlobalMemoryBusWidth")
+    properties = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
+    kilohertz, bus_bits = properties["memoryClockRate"], properties["memoryBusWidth"]
     return 2 * kilohertz * 1e3 * bus_bits / 8
 
 
@@ -124,7 +125,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.time_fit:
         return time_fit(args.time_fit)
-    from fastsoftmax.backend import cuda_available, gpu_name
+    from fastsoftmax.ops.dispatch import cuda_available, gpu_name
 
     if not cuda_available():
         p.exit(1, "gpu_record.py needs CuPy and a CUDA GPU; none is here\n")

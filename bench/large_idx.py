@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fastsoftmax.atomic import atomic_write
-from fastsoftmax.datasets import FILES, load_dataset
+from fastsoftmax.io.atomic import atomic_write
+from fastsoftmax.io.datasets import FILES, load_dataset
 
 CHUNK = 100_000  # rows generated at a time
 

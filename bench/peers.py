@@ -15,8 +15,8 @@ import numba
 import numpy as np
 
 import fastsoftmax as fs
-from fastsoftmax import reference
-from fastsoftmax.backend import array_module
+from fastsoftmax.reference import kernels as reference
+from fastsoftmax.ops.dispatch import array_module
 
 # Every peer gets Numba's thread count (by default one per core). XLA reads its
 # flags at import, so they are set here, before any benchmark imports jax;
@@ -88,10 +88,11 @@ def _compiled(fn):
 
 
 def _calls(lib, X, W, b, y):
-    """The three kernels through lib: fastsoftmax itself, or its NumPy reference (the same signatures)."""
+    """The kernels through lib: fastsoftmax itself, or its NumPy reference (the same signatures)."""
     scores = lib.linear_softmax(X, W, b, x_scale=SCALE)
     return {
         "linear_softmax": lambda: lib.linear_softmax(X, W, b, x_scale=SCALE),
+        "linear_logits": lambda: lib.linear_logits(X, W, b, x_scale=SCALE),
         "linear_softmax_cross_entropy": lambda: lib.linear_softmax_cross_entropy(X, W, b, y, x_scale=SCALE),
         "accuracy": lambda: lib.accuracy(scores, y),
     }
@@ -103,7 +104,7 @@ def kernel_fastsoftmax(kernel, X, y, xp=np, sync=lambda: None):
 
 
 def kernel_numpy(kernel, X, y):
-    """The float64 NumPy reference (fastsoftmax.reference): the textbook formulas."""
+    """The float64 NumPy reference (fastsoftmax.reference.kernels): the textbook formulas."""
     return _calls(reference, X, *weights(X.shape[1]), y)[kernel]
 
 
@@ -122,6 +123,9 @@ def kernel_torch(kernel, X, y, device="cpu", compile=False):
     def forward(Xf, W, b):
         return torch.softmax(Xf @ W + b, dim=1)
 
+    def logits(Xf, W, b):
+        return Xf @ W + b
+
     def loss_and_hits(Xf, W, b, yt):
         logits = Xf @ W + b
         return F.cross_entropy(logits, yt), (logits.argmax(1) == yt).sum()
@@ -130,7 +134,8 @@ def kernel_torch(kernel, X, y, device="cpu", compile=False):
         return (scores.argmax(1) == yt).float().mean()
 
     if compile:  # the backward of loss_and_hits is compiled too (AOTAutograd)
-        forward, loss_and_hits, accuracy = _compiled(forward), _compiled(loss_and_hits), _compiled(accuracy)
+        forward, logits = _compiled(forward), _compiled(logits)
+        loss_and_hits, accuracy = _compiled(loss_and_hits), _compiled(accuracy)
 
     with torch.no_grad():
         scores = torch.softmax(Xf @ W + b, dim=1)
@@ -142,6 +147,7 @@ def kernel_torch(kernel, X, y, device="cpu", compile=False):
 
     calls = {
         "linear_softmax": torch.no_grad()(lambda: forward(Xf, W, b)),
+        "linear_logits": torch.no_grad()(lambda: logits(Xf, W, b)),
         "linear_softmax_cross_entropy": gradient,
         "accuracy": lambda: accuracy(scores, yt).item(),  # a float, as fastsoftmax.accuracy gives
     }
@@ -162,11 +168,13 @@ def kernel_jax(kernel, X, y):
 
     # The arrays are arguments, not closed-over constants, which XLA would fold away.
     forward = jax.jit(lambda W, b, Xf: jax.nn.softmax(Xf @ W + b))
+    logits = jax.jit(lambda W, b, Xf: Xf @ W + b)
     gradient = jax.jit(jax.value_and_grad(loss_fn, (0, 1), has_aux=True))
     accuracy = jax.jit(lambda s, y: (s.argmax(1) == y).mean())
     scores = forward(W, b, Xf)
     calls = {
         "linear_softmax": lambda: jax.block_until_ready(forward(W, b, Xf)),
+        "linear_logits": lambda: jax.block_until_ready(logits(W, b, Xf)),
         "linear_softmax_cross_entropy": lambda: jax.block_until_ready(gradient(W, b, Xf, yj)),
         "accuracy": lambda: float(accuracy(scores, yj)),
     }
@@ -197,6 +205,7 @@ def kernel_cupy_naive(kernel, X, y):
     scores = forward()
     calls = {
         "linear_softmax": forward,
+        "linear_logits": lambda: Xf @ W + b,
         "linear_softmax_cross_entropy": gradient,
         "accuracy": lambda: float((scores.argmax(1) == yc).mean()),
     }
@@ -222,7 +231,7 @@ def epoch_fastsoftmax(X, y, order, batch, device="cpu"):
 
 
 def epoch_reference(X, y, order, batch):
-    """The float64 NumPy reference's epoch (fastsoftmax.reference.train_epoch)."""
+    """The float64 NumPy reference's epoch (fastsoftmax.reference.kernels.train_epoch)."""
     W, b = weights(X.shape[1])
     lrs = np.full(len(batches(len(order), batch)), LR)
     return lambda: reference.train_epoch(X, y, order, W, b, lrs, batch, x_scale=SCALE)[2]

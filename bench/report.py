@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from fastsoftmax.atomic import atomic_write
+from fastsoftmax.io.atomic import atomic_write
 
 OURS = "fastsoftmax"
 

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from bench import peers
-from fastsoftmax.backend import cuda_available, device_name
+from fastsoftmax.ops.dispatch import cuda_available, device_name
 
 BATCH = 256
 ROWS = [BATCH, 60000]  # one minibatch; the whole training set

@@ -10,20 +10,21 @@ function returns arrays of its input's kind.
 array([1, 0])
 """
 
-from .backend import DeviceError
-from .datasets import Dataset, DatasetError, DatasetNotFoundError, load_dataset
-from .estimator import SoftmaxRegression
-from .idx import IdxError, read_idx, read_idx_dask
+from .io.datasets import Dataset, DatasetError, DatasetNotFoundError, load_dataset
+from .io.idx import IdxError, read_idx, read_idx_dask
+from .models.estimator import SoftmaxRegression
+from .models.sweep import SoftmaxRegressionSweep
 from .ops import (
     accuracy,
+    linear_logits,
     linear_softmax,
     linear_softmax_cross_entropy,
     softmax_cross_entropy,
     train_epoch,
     train_epoch_many,
 )
-from .solvers import TrainingDivergedError
-from .sweep import SoftmaxRegressionSweep
+from .ops.dispatch import DeviceError
+from .solvers.sgd import TrainingDivergedError
 
 __version__ = "0.1.0"
 
@@ -37,6 +38,7 @@ __all__ = [
     "SoftmaxRegressionSweep",
     "TrainingDivergedError",
     "accuracy",
+    "linear_logits",
     "linear_softmax",
     "linear_softmax_cross_entropy",
     "load_dataset",

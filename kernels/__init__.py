@@ -1,4 +1,4 @@
-"""CUDA C sources of the GPU backend (fastsoftmax/cuda.py compiles them with CuPy)."""
+"""CUDA C sources of the GPU backend (fastsoftmax/backends/cuda/compile.py compiles them with CuPy)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 // count_correct (the accuracy kernel): how many rows of scores (n, K) have
 // their first argmax equal to the label. Reference: accuracy in
-// fastsoftmax/reference.py; CPU twin: _count_correct in fastsoftmax/cpu.py.
+// fastsoftmax/reference/kernels.py; CPU twin: count_correct in
+// fastsoftmax/backends/cpu/logits.py.
 //
 // One thread per row, memory bound on the n * K reads. Counts are integers,
 // so one atomic add per block gives the same total in any order: a single

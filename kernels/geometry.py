@@ -1,4 +1,4 @@
-"""The GPU geometry, defined once: fastsoftmax/cuda.py reads it, and the CUDA
+"""The GPU geometry, defined once: fastsoftmax/backends/cuda/ reads it, and the CUDA
 sources receive it as ``geometry.cuh``, generated from this module
 (``python -m fastsoftmax.kernels.geometry`` rewrites it; a test checks that
 the file matches). NVRTC, nvcc and the CPU emulator of the tests all compile
@@ -21,7 +21,7 @@ FORWARD_ROWS_PER_BLOCK = THREADS // FORWARD_GROUP * FORWARD_ROWS_PER_LANE
 # linear_softmax: 4-value vector loads where rows are aligned, else scalar.
 VECTOR_WIDTHS = (1, 4)
 # The training kernel's lanes per row, G: a tile is THREADS // G rows. The host
-# picks G per launch (fastsoftmax/cuda.py).
+# picks G per launch (fastsoftmax/backends/cuda/fused.py).
 TRAIN_GROUP_SIZES = (8, 16, 32)
 # A training block's row of partial sums: dW (k x d), db (k), then these
 # values: the loss sum and the argmax hits.

@@ -1,6 +1,7 @@
 // linear_softmax: P = softmax(x_scale * X @ W + b) by rows, fused, so the
 // (n, k) logits never reach global memory. Reference: linear_softmax in
-// fastsoftmax/reference.py; CPU twin: _linear_softmax in fastsoftmax/cpu.py.
+// fastsoftmax/reference/kernels.py; CPU twin: linear_softmax in
+// fastsoftmax/backends/cpu/fused.py.
 //
 // Bound: on Fashion-MNIST (d = 784, k = 10) a row is 784 bytes of uint8 read
 // once for 7840 FMAs, so the kernel is memory bound only if the FMAs stay

@@ -7,8 +7,8 @@
 // linear_softmax_cross_entropy (one call), or, for a whole epoch, sgd_epoch: a
 // persistent kernel whose blocks step through every minibatch together, one
 // launch per epoch. Reference: linear_softmax_cross_entropy and train_epoch in
-// fastsoftmax/reference.py; CPU twins: _part_gradients (block_partials) and
-// _reduce_parts (reduce_element) in fastsoftmax/cpu.py.
+// fastsoftmax/reference/kernels.py; CPU twins: _rows_part (block_partials) and
+// _class_mean (reduce_element) in fastsoftmax/backends/cpu/fused.py.
 //
 // Block = 256 threads, one tile of TR = 256 / G rows at a time:
 //  1. the tile's rows (gathered through the epoch's order) are staged in
@@ -26,7 +26,7 @@
 // Shared memory, in this order: W (K x dp, T), dW (K x dp, T), the X tile
 // (TR x dp, TX), per-row values (TR x (K + PART_EXTRA), T): g while a tile is
 // in flight, then the groups' db, loss and hits. dp = pad4(d). The host
-// computes the same size (fastsoftmax/cuda.py); the CPU emulator of the tests
+// computes the same size (fastsoftmax/backends/cuda/fused.py); the CPU emulator of the tests
 // gives a launch exactly that much, so a kernel reaching past it faults there.
 //
 // Writes this block's row of partial sums to out: dW (K x d, unscaled: sum of
@@ -180,13 +180,14 @@ reduce_partials(const T* __restrict__ part, int nparts, int k, int d, int nrows,
 // batches together. Per step s (rows s * batch .. of the visiting order
 // `rows`): each block writes its partial sums of the batch (block_partials),
 // the grid meets, each block reduces a slice of the elements and takes the
-// SGD step on it (reduce_element; rate of the run's step progress[1] + s),
+// SGD step on it (reduce_element; rate of the run's step start_step + s),
 // and the grid meets again before the next step stages the new W. So a step
 // is two grid barriers instead of two dependent launches.
 //
-// *first_step is the run's step at which this epoch starts, on the device:
-// the kernel advances it by the epoch's steps when it ends, so launching it
-// for the next epoch needs nothing else from the host. Expected per step on an
+// start_step is the run's step at which this epoch starts (the cosine
+// schedule's position); the host passes it with the launch. The barrier words
+// are left as they were found (grid_barrier), so the next epoch of the run
+// launches with the same buffers and nothing else. Expected per step on an
 // H100 at batch 256, d = 784, k = 10 with 32 blocks (not measured): staging W
 // (31 KB from L2) ~0.3 us, a block's 8 rows ~0.5 us, reducing 32 x 7852
 // partial sums (1 MB over 32 blocks) ~0.3 us, two grid barriers ~1-2 us:
@@ -195,10 +196,9 @@ template <typename T, typename TX, int K, int G>
 __global__ void __launch_bounds__(THREADS)
 sgd_epoch(const TX* __restrict__ X, const long long* __restrict__ y, const long long* __restrict__ rows,
           long long n, int batch_size, T* coef, T* b, T x_scale, int d, int x_vec16, int coef_vec16,
-          T weight_decay, int kind, double peak, long long total_steps, long long* first_step,
+          T weight_decay, int kind, double peak, long long total_steps, long long start_step,
           T* __restrict__ part, T* loss, long long* hits, unsigned* barrier) {
     DYNAMIC_SHARED_MEMORY(smem);
-    const long long start = *first_step;
     const long long steps = (n + batch_size - 1) / batch_size;
     const int stride = K * d + K + PART_EXTRA;
     for (long long s = 0; s < steps; ++s) {
@@ -207,11 +207,10 @@ sgd_epoch(const TX* __restrict__ X, const long long* __restrict__ y, const long 
         block_partials<T, TX, K, G>(X, rows, first, nrows, y, coef, b, x_scale, d, x_vec16, coef_vec16, smem,
                                     part + (long long)blockIdx.x * stride);
         grid_barrier(barrier);
-        const T rate = learning_rate<T>(kind, peak, total_steps, start + s);
+        const T rate = learning_rate<T>(kind, peak, total_steps, start_step + s);
         for (int e = blockIdx.x * THREADS + threadIdx.x; e < stride; e += gridDim.x * THREADS)
             reduce_element(e, part, int(gridDim.x), K, d, nrows, x_scale, coef, b, int(s), rate, weight_decay,
                            loss, hits);
         grid_barrier(barrier);
     }
-    if (blockIdx.x == 0 && threadIdx.x == 0) *first_step = start + steps;  // every block read it before the barriers
 }

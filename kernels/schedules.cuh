@@ -1,4 +1,4 @@
-// The rate of step t of a run: fastsoftmax/schedules.py's learning_rate (kind
+// The rate of step t of a run: fastsoftmax/reference/schedules.py's learning_rate (kind
 // 0, cosine: peak * 0.5 * (1 + cos(pi * t / total_steps)); else peak), in
 // double and rounded once to T, as the CPU epoch does. Shared by sgd_epoch
 // (linear_softmax_cross_entropy.cu) and sgd_step_many (sweep.cu).

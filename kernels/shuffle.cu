@@ -1,8 +1,9 @@
 // shuffle_rows: the order in which an epoch visits the rows, written on the
-// device so that no permutation crosses from the host. fastsoftmax/
-// permutation.py defines it (a keyed Feistel permutation with cycle walking)
-// and is its reference; the CPU twin is _permutation in fastsoftmax/cpu.py,
-// which compiles that very Python. The host computes the round keys from
+// device so that no permutation crosses from the host.
+// fastsoftmax/reference/permutation.py defines it (a keyed Feistel
+// permutation with cycle walking) and is its reference; the CPU twin is
+// _permutation in fastsoftmax/backends/cpu/rows.py, which compiles that very
+// Python. The host computes the round keys from
 // (seed, epoch): launch arguments, not a copy.
 //
 // One thread per position, grid-stride: a position's row is computed alone,

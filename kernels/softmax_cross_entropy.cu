@@ -1,7 +1,7 @@
 // softmax_cross_entropy: mean cross-entropy of logits (n, K) against labels y,
 // and its gradient dlogits = (softmax - onehot) / n. Reference:
-// softmax_cross_entropy in fastsoftmax/reference.py; CPU twin:
-// _softmax_cross_entropy in fastsoftmax/cpu.py.
+// softmax_cross_entropy in fastsoftmax/reference/kernels.py; CPU twin:
+// softmax_cross_entropy in fastsoftmax/backends/cpu/logits.py.
 //
 // One thread per row: a row is K contiguous values (40 bytes for k = 10), so
 // a warp reads 32 consecutive rows, a contiguous span; the kernel is memory

@@ -1,5 +1,5 @@
 // softmax_rows: the fused half of the large-shape path. Where W (k x d) does
-// not fit in shared memory, fastsoftmax/cuda.py computes a chunk of logits
+// not fit in shared memory, fastsoftmax/backends/cuda/large.py computes a chunk of logits
 // with cuBLAS (cupy.matmul: X_chunk @ W^T, unscaled) and these kernels finish
 // each row in place, with x_scale and the bias applied as the row is read (so
 // z = x_scale * (X @ W^T) + b costs no pass of its own):
@@ -9,9 +9,9 @@
 //    host then takes dW = G^T @ X_chunk with cuBLAS and db = sum of G's rows),
 //    by segments of k columns: a sweep's models side by side (kernels/sweep.cu)
 // Reference: linear_softmax and linear_softmax_cross_entropy in
-// fastsoftmax/reference.py; the whole path is tested against them in
-// tests/test_cuda_large.py (the CPU backend has no large-shape path: it keeps
-// W in cache, not in a fixed-size shared memory).
+// fastsoftmax/reference/kernels.py; the whole path is tested against them in
+// tests/test_cuda_large.py. CPU twin: fastsoftmax/backends/cpu/large.py, with
+// sgemm for the products and the same fused pass in Numba.
 //
 // One warp per row, k a runtime argument of any size: each lane takes every
 // 32nd column, so a warp's loads of a row are contiguous (coalesced), and the
@@ -83,7 +83,7 @@ softmax_rows(T* __restrict__ z, const T* __restrict__ b, T x_scale, int k, int n
 }
 
 // z (nrows, groups * k) T, in place: each row holds `groups` segments of k
-// logits (the models of a sweep, stacked: fastsoftmax/cuda_sweep.py; one for
+// logits (the models of a sweep, stacked: fastsoftmax/backends/cuda/sweep.py; one for
 // a single model), and segment g of row r becomes
 // softmax(x_scale * z[r, g k ..] + b[g k ..]) - onehot(label), label =
 // y[rows[first + r]] (y[first + r] when rows is null: the epoch's order

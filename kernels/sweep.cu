@@ -1,12 +1,13 @@
-// sweep: the step of a learning-rate and weight-decay sweep on the GPU. The m
-// models of k classes are stacked as one (m k, d) weight matrix, so a batch's
-// logits for every model are one cuBLAS product and its weight gradients one
-// more; softmax_rows_gradient (softmax_rows.cu) finishes each model's k
-// columns of a row in between. This kernel then steps every model at once,
+// sweep: the SGD step of the large-shape path, for m >= 1 models at once. The
+// m models of k classes are stacked as one (m k, d) weight matrix, so a
+// batch's logits for every model are one cuBLAS product and its weight
+// gradients one more; softmax_rows_gradient (softmax_rows.cu) finishes each
+// model's k columns of a row in between. This kernel then steps every model,
 // each with its own rate and decay: one launch a step whatever m is
-// (fastsoftmax/cuda_sweep.py). Reference: each model trained alone,
-// fastsoftmax/reference.py's train_epoch; tested against the CPU sweep and
-// single fits in tests/test_sweep.py.
+// (fastsoftmax/backends/cuda/large.py's step, for a sweep (sweep.py) and for
+// a single model on the large path, m = 1). Reference: each model trained
+// alone, fastsoftmax/reference/kernels.py's train_epoch; tested against the
+// CPU sweep and single fits in tests/test_sweep.py and tests/test_cuda_large.py.
 //
 // Memory bound: it reads W and the summed gradient and writes W, 12 bytes a
 // weight in fp32; the m rates are computed once per block (a double cos each

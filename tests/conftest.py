@@ -11,10 +11,11 @@ import sys
 import numpy as np
 import pytest
 
-from fastsoftmax import backend, datasets
+from fastsoftmax.io import datasets
+from fastsoftmax.ops import dispatch
 
 # Decided before any stand-in is installed: a real GPU takes precedence.
-REAL_GPU = backend.cuda_available()
+REAL_GPU = dispatch.cuda_available()
 
 
 @pytest.fixture
@@ -31,22 +32,27 @@ def cupy_module():
 
     saved = sys.modules.get("cupy")
     sys.modules["cupy"] = standin_cupy
-    backend._cupy.cache_clear()
+    dispatch._cupy.cache_clear()
     standin_cupy.counters.reset()
     standin_cupy.device_attributes.update(standin_cupy.DEFAULT_ATTRIBUTES)
-    if "fastsoftmax.cuda" in sys.modules:
-        sys.modules["fastsoftmax.cuda"]._attribute.cache_clear()
+    _clear_attributes()
     try:
         yield standin_cupy
     finally:
         standin_cupy.device_attributes.update(standin_cupy.DEFAULT_ATTRIBUTES)  # as the next test expects them
-        if "fastsoftmax.cuda" in sys.modules:
-            sys.modules["fastsoftmax.cuda"]._attribute.cache_clear()
+        _clear_attributes()
         if saved is None:
             del sys.modules["cupy"]
         else:
             sys.modules["cupy"] = saved
-        backend._cupy.cache_clear()
+        dispatch._cupy.cache_clear()
+
+
+def _clear_attributes():
+    """The CUDA backend's cache of device attributes, where it was imported: they come from the stand-in."""
+    compile_module = sys.modules.get("fastsoftmax.backends.cuda.compile")
+    if compile_module is not None:
+        compile_module.attribute.cache_clear()
 
 
 @pytest.fixture(params=["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])

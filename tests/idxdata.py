@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fastsoftmax.datasets import FILES
+from fastsoftmax.io.datasets import FILES
 
 # numpy kind + item size -> idx type code
 TYPE_CODES = {"u1": 0x08, "i1": 0x09, "i2": 0x0B, "i4": 0x0C, "f4": 0x0D, "f8": 0x0E}

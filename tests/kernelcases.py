@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import fastsoftmax as fs
-from fastsoftmax import reference as ref
+from fastsoftmax.reference import kernels as ref
 
 SHAPES = [(1, 1, 2), (1, 784, 10), (3, 5, 2), (63, 17, 3), (64, 17, 3), (65, 17, 3),
           (257, 33, 10), (1025, 7, 4), (1000, 784, 10)]
@@ -53,6 +53,10 @@ def check_all_kernels(xp, X, W, b, y, x_scale):
     assert type(P) is type(Xd) and P.dtype == W.dtype
     assert_close(P, ref.linear_softmax(X, W, b, x_scale=x_scale), w_dtype)
 
+    Z = fs.linear_logits(Xd, Wd, bd, x_scale=x_scale)
+    assert type(Z) is type(Xd) and Z.dtype == W.dtype
+    assert_close(Z, ref.linear_logits(X, W, b, x_scale=x_scale), w_dtype)
+
     loss, correct, dW, db = fs.linear_softmax_cross_entropy(Xd, Wd, bd, yd, x_scale=x_scale)
     r_loss, r_correct, r_dW, r_db = ref.linear_softmax_cross_entropy(X, W, b, y, x_scale=x_scale)
     assert loss.shape == () and correct.shape == ()
@@ -62,7 +66,7 @@ def check_all_kernels(xp, X, W, b, y, x_scale):
     # float32 logits may flip an argmax between near-equal classes
     assert abs(int(correct) - r_correct) <= (0 if w_dtype == np.float64 else 1)
 
-    logits = (X.astype(np.float64) * x_scale @ W + b).astype(W.dtype)
+    logits = ref.linear_logits(X, W, b, x_scale=x_scale).astype(W.dtype)
     loss, dlogits = fs.softmax_cross_entropy(xp.asarray(logits), yd)
     r_loss, r_dlogits = ref.softmax_cross_entropy(logits, y)
     assert_close(loss, r_loss, w_dtype)
@@ -86,7 +90,8 @@ def fit_on_both_devices(cp, X, y, eval_set=None, **params):
 
 
 
-# The CPU backend's BLAS path (fastsoftmax/cpu_blas.py): k = 1000, a chunk's
-# worth of rows and more, and shapes on both sides of the crossover
-# (cpu_blas.BLAS_MIN_CLASSES) when the threshold is left as it is.
+# The CPU backend's large-shape path (fastsoftmax/backends/cpu/large.py): k =
+# 1000, a chunk's worth of rows and more, and shapes on both sides of the
+# crossover (backends/cpu/__init__.py's BLAS_MIN_CLASSES) when the threshold
+# is left as it is.
 LARGE_K_SHAPES = [(300, 64, 1000), (129, 300, 100), (700, 33, 40), (257, 33, 10)]

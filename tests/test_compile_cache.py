@@ -16,19 +16,18 @@ from kernelcases import make_problem
 from numba import typeof
 
 import fastsoftmax as fs
-from fastsoftmax import jitcache
-from fastsoftmax.cpu import _kind
+from fastsoftmax.backends.cpu import jit
 
 # One small kernel (the epoch's row order, ~0.3 s to compile), then its compile counts and the cache's choice.
 SHUFFLE = """
 import json
-from fastsoftmax import cpu, jitcache
-order = cpu.shuffle(1000, 7, 0)
-again = cpu.shuffle(1000, 7, 0)
-stats = cpu._permutation.stats
+from fastsoftmax.backends.cpu import jit, rows
+order = rows.shuffle(1000, 7, 0)
+again = rows.shuffle(1000, 7, 0)
+stats = rows._permutation.stats
 print(json.dumps({"order_ok": sorted(order.tolist()) == list(range(1000)) and order.tolist() == again.tolist(),
                   "misses": sum(stats.cache_misses.values()), "hits": sum(stats.cache_hits.values()),
-                  "cache_dir": None if jitcache.CACHE_DIR is None else str(jitcache.CACHE_DIR)}))
+                  "cache_dir": None if jit.CACHE_DIR is None else str(jit.CACHE_DIR)}))
 """
 
 
@@ -63,12 +62,12 @@ def test_an_unwritable_cache_compiles_in_memory_and_says_so_once(tmp_path):
     assert not blocker.is_dir()
 
 
-# A read-only site-packages, as a root-run test can have it: creating files in the package's __pycache__ fails.
+# A read-only site-packages, as a root-run test can have it: creating files in the kernels' __pycache__ fails.
 READ_ONLY_PACKAGE = """
 import tempfile
 create = tempfile.TemporaryFile
 def refuse_the_package(*args, dir=None, **kwargs):
-    if dir is not None and str(dir).endswith("fastsoftmax/__pycache__"):
+    if dir is not None and str(dir).endswith("fastsoftmax/backends/cpu/__pycache__"):
         raise PermissionError(13, "read-only", str(dir))
     return create(*args, dir=dir, **kwargs)
 tempfile.TemporaryFile = refuse_the_package
@@ -102,18 +101,18 @@ def test_the_cache_folder_is_chosen_in_order(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     user = tmp_path / "xdg" / "fastsoftmax" / "numba"
     # NUMBA_CACHE_DIR first, or nothing if it cannot be written: the user's choice is not overridden
-    assert jitcache.choose(str(tmp_path / "mine"), package)[1] == tmp_path / "mine"
-    assert jitcache.choose(str(blocked / "mine"), package)[1] is None
-    # then the package's __pycache__, then the user cache (a read-only site-packages), then none
-    assert jitcache.choose("", package)[1] == package / "__pycache__"
-    assert jitcache.choose("", blocked / "package")[1] == user
+    assert jit.choose(str(tmp_path / "mine"), package)[1] == tmp_path / "mine"
+    assert jit.choose(str(blocked / "mine"), package)[1] is None
+    # then the kernels' __pycache__, then the user cache (a read-only site-packages), then none
+    assert jit.choose("", package)[1] == package / "__pycache__"
+    assert jit.choose("", blocked / "package")[1] == user
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
-    why, folder = jitcache.choose("", blocked / "package")
+    why, folder = jit.choose("", blocked / "package")
     assert folder is None and str(blocked) in why
 
 
 def test_kernel_entries_are_keyed_as_numba_types_arrays():
-    """cpu._entry memoises a kernel's compiled address by _kind: two arrays of one kind must have one type."""
+    """jit.entry memoises a kernel's compiled address by jit.kind: two arrays of one kind must have one type."""
     base = np.zeros((6, 4), np.float32)
     readonly = base.copy()
     readonly.flags.writeable = False
@@ -123,7 +122,7 @@ def test_kernel_entries_are_keyed_as_numba_types_arrays():
               np.zeros((2, 3, 4), np.float32), np.asfortranarray(np.zeros((2, 3, 4), np.float32))]
     for a in arrays:
         for b in arrays:
-            assert (_kind(a) == _kind(b)) == (typeof(a) == typeof(b)), (typeof(a), typeof(b))
+            assert (jit.kind(a) == jit.kind(b)) == (typeof(a) == typeof(b)), (typeof(a), typeof(b))
 
 
 def frozen(a):

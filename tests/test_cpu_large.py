@@ -1,4 +1,4 @@
-"""The CPU backend's large-shape path (fastsoftmax/cpu_blas.py): sgemm for the
+"""The CPU backend's large-shape path (fastsoftmax/backends/cpu/large.py): sgemm for the
 matmuls, a fused Numba pass per chunk of logits, checked on the shared cases
 against the float64 reference, and its memory bounded by the chunk, not n x k."""
 
@@ -19,15 +19,16 @@ from kernelcases import (
 )
 
 import fastsoftmax as fs
-from fastsoftmax import cpu_blas
-from fastsoftmax import reference as ref
+from fastsoftmax.backends import cpu
+from fastsoftmax.backends.cpu import large
+from fastsoftmax.reference import kernels as ref
 
 
 @pytest.fixture
 def blas_path(monkeypatch):
     """Every shape on the BLAS path, in chunks of a few rows, so that small cases cross chunk bounds."""
-    monkeypatch.setattr(cpu_blas, "BLAS_MIN_CLASSES", 2)
-    monkeypatch.setattr(cpu_blas, "CHUNK_ELEMENTS", 1 << 12)
+    monkeypatch.setattr(cpu, "BLAS_MIN_CLASSES", 2)
+    monkeypatch.setattr(large, "CHUNK_ELEMENTS", 1 << 12)
 
 
 @pytest.mark.parametrize("w_dtype", W_DTYPES)
@@ -40,12 +41,12 @@ def test_blas_path_matches_reference(blas_path, n, d, k, x_dtype, w_dtype):
 @pytest.mark.parametrize("n,d,k", LARGE_K_SHAPES)
 def test_either_side_of_the_crossover_matches_reference(n, d, k):
     """The threshold as shipped: k = 1000 and 100 take the BLAS path, k = 10 the register tiles."""
-    assert cpu_blas.use_blas(k, d) == (k >= cpu_blas.BLAS_MIN_CLASSES)
+    assert cpu.use_large(k) == (k >= cpu.BLAS_MIN_CLASSES)
     check_all_kernels(np, *make_problem(n, d, k, np.uint8, np.float32))
 
 
 def test_the_crossover_sends_small_k_to_the_register_tiles():
-    assert not cpu_blas.use_blas(10, 784) and cpu_blas.use_blas(1000, 2048)
+    assert not cpu.use_large(10) and cpu.use_large(1000)
 
 
 @pytest.mark.parametrize("x_dtype", X_DTYPES)

@@ -27,8 +27,8 @@ from idxdata import write_idx
 from kernelcases import check_all_kernels, fit_on_both_devices, make_problem
 
 import fastsoftmax as fs
-from fastsoftmax import reference as ref
-from fastsoftmax.datasets import FILES
+from fastsoftmax.reference import kernels as ref
+from fastsoftmax.io.datasets import FILES
 from fastsoftmax.train import main as train_main
 
 FAMILIES = sorted(geometry.instantiations(10))
@@ -51,7 +51,7 @@ def test_every_source_has_instantiations():
 def test_nvcc_compiles_every_instantiation(family, arch, tmp_path):
     # The source as NVRTC gets it, plus host code taking each kernel's address:
     # nvcc then compiles (not only parses) every instantiation that
-    # fastsoftmax/cuda.py may name at run time, from the same list.
+    # fastsoftmax/backends/cuda/ may name at run time, from the same list.
     names = sorted({name for k in (2, 10) for name in geometry.instantiations(k)[family]})
     uses = "".join(f"static void* const use_{i} = (void*)&{name};\n" for i, name in enumerate(names))
     unit = tmp_path / f"{family}.cu"
@@ -238,18 +238,18 @@ PLANTED_BUGS = {
 def test_a_planted_kernel_bug_fails_the_shared_cases(cupy_module, monkeypatch, family, old, new):
     from cudaemu import KernelFault
 
-    from fastsoftmax import cuda
+    from fastsoftmax.backends.cuda import compile as nvrtc
 
-    text = cuda.source(family)
+    text = nvrtc.source(family)
     assert text.count(old) == 1, f"the bug's site is not (or not once) in {family}.cu"
-    monkeypatch.setattr(cuda, "source", lambda name: text.replace(old, new) if name == family else cuda_source(name))
-    cuda._compiled.cache_clear()
+    monkeypatch.setattr(nvrtc, "source", lambda name: text.replace(old, new) if name == family else cuda_source(name))
+    nvrtc.compiled.cache_clear()
     try:
         # 300 rows: several tiles per block, and a last block iteration that is not full
         with pytest.raises((AssertionError, KernelFault)):
             check_all_kernels(cupy_module, *make_problem(300, 33, 10, np.float32, np.float32, seed=9))
     finally:
-        cuda._compiled.cache_clear()
+        nvrtc.compiled.cache_clear()
 
 
 # ---- the GPU epoch's budget: launches, barriers and synchronisations ----
@@ -293,16 +293,15 @@ def test_an_eval_set_adds_one_sync_and_a_callback_only_what_it_reads(cupy_module
 @pytest.mark.cuda
 @pytest.mark.skipif(REAL_GPU, reason="reads the emulated grid barrier's generation word")
 def test_an_epoch_is_one_launch_of_two_grid_barriers_a_step(cupy_module):
-    from fastsoftmax import cuda
-
     X, W, b, y, x_scale = make_problem(300, 12, 3, np.float32, np.float32, seed=3)
     Xd, yd, Wd, bd = (cupy_module.asarray(a) for a in (X, y, W, b))
+    workspace = {}  # the run's: the launch and its buffers, from epoch to epoch
 
     def epoch():
-        fs.train_epoch(Xd, yd, Wd, bd, seed=1, epoch=0, batch_size=64, lr=0.1, check_input=False)
+        fs.train_epoch(Xd, yd, Wd, bd, seed=1, epoch=0, batch_size=64, lr=0.1, workspace=workspace, check_input=False)
 
     epoch()  # sets up the launch, whose buffers the next epoch reuses
-    (launch,) = [e for key, e in cuda._EPOCHS.items() if key[1:] == (300, 64, "<f4", (3, 12), "<f4")]
+    (launch,) = workspace.values()
     generation, launches = int(launch.barrier[1]), cupy_module.counters.launches
     epoch()
     assert cupy_module.counters.launches - launches == 2  # the epoch's order, then every step

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from idxdata import idx_bytes, make_dataset_dir, write_idx
 
-from fastsoftmax import datasets
-from fastsoftmax.datasets import FILES, DatasetError, DatasetNotFoundError, load_dataset
-from fastsoftmax.idx import IdxError
+from fastsoftmax.io import datasets
+from fastsoftmax.io.datasets import FILES, DatasetError, DatasetNotFoundError, load_dataset
+from fastsoftmax.io.idx import IdxError
 
 REAL_FASHION = Path("/usr/share/datasets/fashion-mnist")
 

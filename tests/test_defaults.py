@@ -16,8 +16,8 @@ from sklearn.linear_model import LogisticRegression
 import fastsoftmax as fs
 from bench.defaults import score
 from bench.tables import synthetic, toy
-from fastsoftmax import standardize
-from fastsoftmax.standardize import Standardization, moments
+from fastsoftmax.models import standardize
+from fastsoftmax.models.standardize import Standardization, moments
 
 TABLES = toy() | synthetic()
 

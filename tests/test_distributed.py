@@ -21,8 +21,8 @@ distributed = pytest.importorskip("dask.distributed")
 from idxdata import make_dataset_dir, write_idx  # noqa: E402
 
 from fastsoftmax import SoftmaxRegression  # noqa: E402
-from fastsoftmax.distributed import parse_scheduler  # noqa: E402
-from fastsoftmax.idx import IdxError, IdxRows, read_idx, read_idx_dask  # noqa: E402
+from fastsoftmax.cli.dask import parse_scheduler  # noqa: E402
+from fastsoftmax.io.idx import IdxError, IdxRows, read_idx, read_idx_dask  # noqa: E402
 
 
 @pytest.fixture(scope="module")

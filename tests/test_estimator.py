@@ -1,13 +1,15 @@
 """SoftmaxRegression: learning, determinism, the estimator API, save/load, resume."""
 
+import concurrent.futures
 import inspect
+import threading
 
 import numpy as np
 import pytest
 
 import fastsoftmax as fs
-from fastsoftmax.backend import DeviceError, cuda_available
-from fastsoftmax.hyperparameters import HYPERPARAMETERS
+from fastsoftmax.ops.dispatch import DeviceError, cuda_available
+from fastsoftmax.models.hyperparameters import HYPERPARAMETERS
 
 
 def blobs(n, d=20, k=4, seed=0):
@@ -202,7 +204,7 @@ def test_divergence_stops_at_the_last_finite_epoch():
     X, y = blobs(300)
     seen = []
     model = fs.SoftmaxRegression(epochs=60, lr=0.5, weight_decay=10.0, schedule="constant", device="cpu")
-    with pytest.raises(fs.estimator.TrainingDivergedError) as info:
+    with pytest.raises(fs.TrainingDivergedError) as info:
         model.fit(X, y, callback=lambda m, record: seen.append((record["epoch"], m.coef_.copy())))
     e = info.value
     assert isinstance(e, FloatingPointError) and isinstance(e, ValueError)
@@ -323,3 +325,31 @@ def test_lbfgs_on_cuda_matches_the_cpu(cupy_module):
     predicted = gpu.predict(cupy_module.asarray(X))
     assert type(predicted) is type(cupy_module.asarray(X))
     np.testing.assert_array_equal(predicted.get(), cpu.predict(X))
+
+
+def fit_in_lockstep(fits):
+    """Run the fits (functions of a callback) in threads, all at once, each epoch starting together:
+    a barrier in every fit's callback. Their models, in order."""
+    barrier = threading.Barrier(len(fits), timeout=120)
+    with concurrent.futures.ThreadPoolExecutor(len(fits)) as pool:
+        return [f.result() for f in [pool.submit(fit, lambda model, record: barrier.wait()) for fit in fits]]
+
+
+def test_two_fits_of_one_shape_at_once_equal_their_sequential_results(xp):
+    """No buffer a kernel writes is shared between fits (on the GPU, the epoch launch's partial sums,
+    grid-barrier words and step belong to the fit): two fits of the same shapes, different data, in
+    threads whose epochs start together, give each the bits it gives alone."""
+    problems = [blobs(600, seed=seed) for seed in (2, 3)]
+    device = "cpu" if xp is np else "cuda"
+
+    def fit(X, y):
+        return lambda callback=None: fs.SoftmaxRegression(epochs=3, batch_size=64, device=device).fit(
+            xp.asarray(X), xp.asarray(y), callback=callback)
+
+    alone = [fit(X, y)() for X, y in problems]
+    together = fit_in_lockstep([fit(X, y) for X, y in problems])
+    for one, other in zip(alone, together):
+        np.testing.assert_array_equal(other.coef_, one.coef_)
+        np.testing.assert_array_equal(other.intercept_, one.intercept_)
+        assert [r["loss"] for r in other.history_] == [r["loss"] for r in one.history_]
+    assert not np.array_equal(alone[0].coef_, alone[1].coef_)  # two fits that differ: a mix-up would show

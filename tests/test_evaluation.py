@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from fastsoftmax.evaluation import (
+from fastsoftmax.cli.report import (
     ConfusedPair,
     confusion_matrix,
     most_confused,

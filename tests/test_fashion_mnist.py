@@ -7,7 +7,7 @@ Debian's dataset-fashion-mnist first, so they are present there).
 import pytest
 
 import fastsoftmax as fs
-from fastsoftmax.backend import cuda_available
+from fastsoftmax.ops.dispatch import cuda_available
 
 
 @pytest.fixture(scope="module")

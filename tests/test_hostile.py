@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from idxdata import idx_bytes, make_dataset_dir, write_idx
 
-from fastsoftmax.datasets import FILES
+from fastsoftmax.io.datasets import FILES
 
 LIMIT = 3 * 2**30  # bytes of address space
 ROOT = Path(__file__).parents[1]

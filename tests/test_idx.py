@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from idxdata import TYPE_CODES, idx_bytes, write_idx
 
-from fastsoftmax.idx import IdxError, read_idx
+from fastsoftmax.io.idx import IdxError, read_idx
 
 DTYPES = [np.dtype(t) for t in TYPE_CODES]
 
@@ -139,7 +139,7 @@ def test_a_gzip_bomb_is_inflated_no_further_than_its_header(tmp_path):
 
 
 def test_header_alone(tmp_path):
-    from fastsoftmax.idx import read_idx_header
+    from fastsoftmax.io.idx import read_idx_header
 
     path = write_idx(tmp_path / "a.gz", np.zeros((5, 3, 2), np.int16))
     assert read_idx_header(path) == ((5, 3, 2), np.dtype(">i2"))

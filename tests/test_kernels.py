@@ -20,8 +20,8 @@ from kernelcases import (
 )
 
 import fastsoftmax as fs
-from fastsoftmax import reference as ref
-from fastsoftmax.schedules import SCHEDULES, kind_of, learning_rate
+from fastsoftmax.reference import kernels as ref
+from fastsoftmax.reference.schedules import SCHEDULES, kind_of, learning_rate
 
 
 @pytest.mark.parametrize("w_dtype", W_DTYPES)

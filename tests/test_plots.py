@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from matplotlib.colors import to_rgba
 
-from fastsoftmax import plots
+from fastsoftmax.cli import report as plots
 
 NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 SHAPE = (6, 5)  # not square, so a transposed reshape would show

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from idxdata import make_dataset_dir
 
-from fastsoftmax import plots
-from fastsoftmax.datasets import load_dataset
-from fastsoftmax.estimator import FORMAT, SoftmaxRegression
-from fastsoftmax.evaluation import confusion_matrix
-from fastsoftmax.predict import MAX_DRAWN, PROG, main
+from fastsoftmax.cli import report as plots
+from fastsoftmax.io.datasets import load_dataset
+from fastsoftmax.models.estimator import FORMAT, SoftmaxRegression
+from fastsoftmax.cli.report import confusion_matrix
+from fastsoftmax.cli.predict import MAX_DRAWN, PROG, main
 
 SHAPE = (6, 5)  # not square, so a transposed reshape would show
 N_TEST = 20
@@ -119,7 +119,7 @@ def test_n_defaults_to_10_and_may_be_the_whole_test_set(capsys, data_dir, model_
 
 def test_a_large_n_is_listed_but_the_grid_stops_at_max_drawn(capsys, monkeypatch, data_dir, model_path, tmp_path,
                                                            figures):
-    monkeypatch.setattr("fastsoftmax.predict.MAX_DRAWN", 4)
+    monkeypatch.setattr("fastsoftmax.cli.predict.MAX_DRAWN", 4)
     status, out, _ = predict(capsys, "--model", model_path, "--data-dir", data_dir, "--n", 6, "--out", tmp_path)
     assert status == 0 and MAX_DRAWN >= 100
     assert len(re.findall(r"^ +\d+  .+ -> ", out, re.MULTILINE)) == 6

@@ -15,7 +15,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import check_estimator
 
 import fastsoftmax as fs
-from fastsoftmax.estimator import FORMAT
+from fastsoftmax.models.estimator import FORMAT
 
 from test_estimator import blobs
 

@@ -4,22 +4,19 @@
 How exactly a model of a sweep matches the same model trained alone:
 - within float rounding, on both backends: the models' products run as one
   matrix product, which adds its terms in another order than a single
-  model's kernels (cpu.py's register tiles, cpu_blas's sgemm of another
-  shape, the GPU's fused epoch). Checked against ops.train_epoch model by
+  model's kernels (the CPU's register tiles, or sgemm of another shape; the
+  GPU's fused epoch). Checked against ops.train_epoch model by
   model and against the float64 reference, to the shared cases' tolerances.
 - not even between copies: OpenBLAS's sgemm adds a column's terms in an
   order that depends on the column's place in the product, so m copies of
   one model differ in the last bits. Bitwise, what can be: a sweep is
   deterministic, and no model's numbers depend on the other models' values.
-On the GPU (the emulator here) a step is the same kernel launches for one
-model as for many.
+On the GPU (the emulator here) a step is the same kernel launches for two
+models as for many; one model (a sweep of one) runs the single model's epoch.
 """
 
-import ast
-import inspect
 import json
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,10 +26,11 @@ from kernelcases import W_DTYPES, X_DTYPES, assert_close, make_problem, on, to_n
 from test_train import interrupt_in_epoch_3
 
 import fastsoftmax as fs
-from fastsoftmax import backend, cpu_blas, ops
-from fastsoftmax import reference as ref
-from fastsoftmax.sweep import SoftmaxRegressionSweep
-from fastsoftmax.train import build_parser
+from fastsoftmax import ops
+from fastsoftmax.backends.cpu import large as cpu_large
+from fastsoftmax.reference import kernels as ref
+from fastsoftmax.models.sweep import SoftmaxRegressionSweep
+from fastsoftmax.cli.train import build_parser
 from fastsoftmax.train import main as train_main
 
 LRS, DECAYS = [0.05, 0.2, 0.5], [0.0, 1e-3, 0.05]  # one model per column: rates and decays that differ
@@ -92,11 +90,11 @@ def test_each_model_matches_the_reference(xp, x_dtype):
     """float64 against reference.train_epoch, in batches that span several chunks of the wide-W path."""
     X, W, _, y, x_scale = make_problem(N, D, K, x_dtype, np.float64, seed=2)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(cpu_blas, "CHUNK_ELEMENTS", 12 * len(LRS) * K)  # 12 rows a chunk: 3 chunks a batch
+        mp.setattr(cpu_large, "CHUNK_ELEMENTS", 12 * len(LRS) * K)  # 12 rows a chunk: 3 chunks a batch
         if xp is not np:
-            from fastsoftmax import cuda
+            from fastsoftmax.backends.cuda import large as cuda_large
 
-            mp.setattr(cuda, "LARGE_CHUNK_ELEMENTS", 12 * max(len(LRS) * K, D))
+            mp.setattr(cuda_large, "CHUNK_ELEMENTS", 12 * max(len(LRS) * K, D))
         got_W, got_b, stats = sweep_epochs(xp, X, y, W, epochs=2)
     steps = -(-N // BATCH)
     for i, (lr, decay) in enumerate(zip(LRS, DECAYS)):
@@ -143,40 +141,22 @@ def test_the_gpu_sweep_matches_the_cpu_sweep(cupy_module):
 
 @pytest.mark.cuda
 @pytest.mark.skipif(REAL_GPU, reason="counts the stand-in's kernel launches")
-def test_a_gpu_step_is_the_same_launches_for_one_model_as_for_many(cupy_module):
+def test_a_gpu_step_is_the_same_launches_for_two_models_as_for_many(cupy_module):
     """The shuffle, then per step softmax_rows_gradient and sgd_step_many: m only widens them (the
-    matrix products and sums in between are one CuPy call each, whatever m is; cuda_sweep.py)."""
+    matrix products and sums in between are one CuPy call each, whatever m is; backends/cuda/sweep.py).
+    One model runs the single model's persistent epoch: the shuffle and one launch."""
     X, W, _, y, _ = make_problem(N, D, K, np.uint8, np.float32, seed=5)
     launches = {}
-    for m in (1, 6):
+    for m in (1, 2, 6):
         Ws, bs = on(cupy_module, *stacked(W, m))
         Xd, yd = on(cupy_module, X, y)
         cupy_module.counters.reset()
         ops.train_epoch_many(Xd, yd, Ws, bs, batch_size=BATCH, lrs=[0.1] * m, seed=0, check_input=False)
         launches[m] = cupy_module.counters.launches
-    assert launches == {1: 1 + 2 * -(-N // BATCH), 6: 1 + 2 * -(-N // BATCH)}
+    assert launches == {1: 2, 2: 1 + 2 * -(-N // BATCH), 6: 1 + 2 * -(-N // BATCH)}
 
 
-# ---- the contract and its checks ----
-
-
-@pytest.mark.parametrize("name", ["cpu_sweep", "cuda_sweep"])
-def test_both_sweep_backends_satisfy_the_contract(name):
-    """Each wide-W module defines backend.SweepBackend's functions with the same parameters
-    (read from the source, so the CUDA one is checked where CuPy is missing too)."""
-    tree = ast.parse((Path(backend.__file__).parent / f"{name}.py").read_text())
-    functions = {f.name: [a.arg for a in f.args.args] for f in tree.body if isinstance(f, ast.FunctionDef)}
-    for function in [n for n in vars(backend.SweepBackend) if not n.startswith("_")]:
-        params = list(inspect.signature(getattr(backend.SweepBackend, function)).parameters)[1:]
-        assert functions.get(function) == params, f"{name}.{function}"
-
-
-def test_only_ops_calls_the_sweep_backends():
-    root = Path(backend.__file__).parent.parent
-    call = re.compile(r"\b(cpu_sweep|cuda_sweep|sweep_kernels\([^)]*\))\.train_epoch_many\(|import .*train_epoch_many")
-    callers = sorted(str(p.relative_to(root)) for p in [*root.glob("fastsoftmax/*.py"), *root.glob("bench/*.py")]
-                     if call.search(p.read_text()))
-    assert callers == ["fastsoftmax/ops.py"]
+# ---- the checks ----
 
 
 GOOD = make_problem(10, 4, 3, np.float32, np.float32)

@@ -10,7 +10,7 @@ import pytest
 from idxdata import make_dataset_dir, write_idx
 
 import fastsoftmax as fs
-from fastsoftmax.backend import cuda_available
+from fastsoftmax.ops.dispatch import cuda_available
 from fastsoftmax.train import main
 
 pytestmark = pytest.mark.usefixtures("isolated_data")
@@ -142,8 +142,8 @@ def test_debug_shows_the_traceback(capsys, monkeypatch):
 
 def test_flags_are_the_hyperparameter_table(capsys):
     """Every hyper-parameter with a flag has it, with the table's default."""
-    from fastsoftmax.hyperparameters import HYPERPARAMETERS
-    from fastsoftmax.train import build_parser
+    from fastsoftmax.models.hyperparameters import HYPERPARAMETERS
+    from fastsoftmax.cli.train import build_parser
 
     args = build_parser().parse_args([])
     assert {p.name: getattr(args, p.name) for p in HYPERPARAMETERS if p.flag} == {
@@ -221,8 +221,8 @@ def test_json_to_standard_output(capsys, data_dir, path, monkeypatch):
     def never(*args, **kwargs):  # a regression must fail here, not replace the machine's /dev/stdout
         raise AssertionError("--json - was written as a file")
 
-    monkeypatch.setattr("fastsoftmax.train.atomic_write", never)
-    monkeypatch.setattr("fastsoftmax.atomic.check_writable", never)
+    monkeypatch.setattr("fastsoftmax.cli.train.atomic_write", never)
+    monkeypatch.setattr("fastsoftmax.io.atomic.check_writable", never)
     code, out, err = train(capsys, "--data-dir", str(data_dir), "--device", "cpu", "--epochs", "2", "--json", path)
     assert code == 0, err
     result = json.loads(out)  # stdout holds the JSON alone: the progress lines go to stderr
@@ -233,7 +233,7 @@ def test_a_failing_json_does_not_skip_the_plot(capsys, data_dir, tmp_path, monke
     def broken(path, mode="wb"):
         raise OSError("No space left on device")
 
-    monkeypatch.setattr("fastsoftmax.train.atomic_write", broken)
+    monkeypatch.setattr("fastsoftmax.cli.train.atomic_write", broken)
     code, out, err = train(capsys, "--data-dir", str(data_dir), "--device", "cpu", "--epochs", "1",
                            "--json", str(tmp_path / "r.json"), "--plot", str(tmp_path / "c.png"))
     assert code == 1 and f"--json {tmp_path / 'r.json'}: No space left on device" in err
@@ -246,7 +246,7 @@ def test_interrupted_names_a_checkpoint_only_once_one_is_written(capsys, data_di
         raise KeyboardInterrupt
 
     with monkeypatch.context() as m:
-        m.setattr("fastsoftmax.train.load_dataset", interrupt)
+        m.setattr("fastsoftmax.cli.train.load_dataset", interrupt)
         code, _, err = train(capsys, "--data-dir", str(data_dir), "--save", str(tmp_path / "m.npz"))
     assert code == 130 and err.strip().endswith("interrupted") and "m.npz" not in err
 
@@ -302,7 +302,7 @@ def test_resume_of_a_crafted_model_is_one_line(capsys, data_dir, tmp_path):
 
 
 def test_another_live_run_on_the_same_checkpoint_is_refused(capsys, data_dir, tmp_path):
-    from fastsoftmax.atomic import exclusive
+    from fastsoftmax.io.atomic import exclusive
 
     tmp_path = tmp_path / "out"
 
@@ -317,7 +317,7 @@ def test_another_live_run_on_the_same_checkpoint_is_refused(capsys, data_dir, tm
 
 def test_the_data_sets_classes_reach_the_model_and_predict(capsys, tmp_path):
     """Labels 0..8 only (the highest class absent): the model still has Fashion-MNIST's 10 classes."""
-    from fastsoftmax.predict import main as predict
+    from fastsoftmax.cli.predict import main as predict
 
     data_dir = make_dataset_dir(tmp_path / "data", n_train=90, n_test=18, n_classes=9)
     code, out, err = train(capsys, "--data-dir", str(data_dir), "--device", "cpu", "--epochs", "1", "--quiet",
@@ -384,7 +384,7 @@ def test_lbfgs_prints_progress_and_saves_the_result(capsys, data_dir, tmp_path):
 
 
 def test_lbfgs_ctrl_c_saves_the_last_iterate(capsys, data_dir, tmp_path, monkeypatch):
-    from fastsoftmax import solvers
+    from fastsoftmax.solvers import lbfgs as solvers
 
     minimize_calls = []
     real = solvers.ops.linear_softmax_cross_entropy

@@ -1,0 +1,46 @@
+"""The CUDA backend: kernels for CuPy arrays (the contract: fastsoftmax.ops.dispatch.Backend).
+
+Two paths, chosen here by shape and by the device's shared memory: fused.py,
+whose kernels hold W in a block's shared memory, read X once and write no
+logits; and, where W does not fit, large.py (cuBLAS for the two matmuls, a
+fused pass over each chunk of logits, one launch per SGD step). The kernels
+that start from given logits are in logits.py, the many-model epoch of sweeps
+in sweep.py, the epoch's order of rows and row helpers in rows.py, NVRTC and
+the device's attributes in compile.py. The CUDA sources are kernels/*.cu.
+"""
+
+from __future__ import annotations
+
+from . import fused, large, sweep
+from .logits import count_correct, softmax_cross_entropy
+from .rows import shuffle
+
+__all__ = ["count_correct", "linear_logits", "linear_softmax", "linear_softmax_cross_entropy", "shuffle",
+           "softmax_cross_entropy", "train_epoch", "train_epoch_many"]
+
+
+def linear_softmax(X, coef, b, x_scale):
+    return (fused if fused.forward_fits(coef) else large).linear_softmax(X, coef, b, x_scale)
+
+
+def linear_logits(X, coef, b, x_scale):
+    return large.linear_logits(X, coef, b, x_scale)  # cuBLAS at any shape: logits are written either way
+
+
+def linear_softmax_cross_entropy(X, coef, b, y, x_scale):
+    path = fused if fused.gradient_fits(X, coef) else large
+    return path.linear_softmax_cross_entropy(X, coef, b, y, x_scale)
+
+
+def train_epoch(X, y, rows, coef, b, batch_size, x_scale, weight_decay, kind, lr, total_steps, start_step,
+                workspace):
+    if fused.gradient_fits(X, coef):
+        return fused.train_epoch(X, y, rows, coef, b, batch_size, x_scale, weight_decay, kind, lr, total_steps,
+                                 start_step, workspace)
+    return large.train_epoch(X, y, rows, coef, b, batch_size, x_scale, weight_decay, kind, lr, total_steps,
+                             start_step)
+
+
+def train_epoch_many(X, y, rows, coef, b, batch_size, x_scale, weight_decays, kind, lrs, total_steps, start_step):
+    return sweep.train_epoch_many(X, y, rows, coef, b, batch_size, x_scale, weight_decays, kind, lrs, total_steps,
+                                  start_step)

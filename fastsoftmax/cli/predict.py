@@ -1,0 +1,134 @@
+"""Show what a saved model learned: ``python -m fastsoftmax.predict --model model.npz``.
+
+Prints the test accuracy, each class's accuracy, the classes most confused with
+each other and the true vs predicted labels of the first --n test images; writes
+predictions.png, weights.png and confusion.png into --out. Bad input ends with
+one line on stderr and exit status 2 (usage) or 1 (model, data).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..io.atomic import check_outputs
+from ..io.datasets import DATASET_NAMES, load_dataset
+from ..models.estimator import SoftmaxRegression
+from .common import Parser, positive_int, run_command
+from .report import confusion_matrix, most_confused, per_class_accuracy, plot_confusion, plot_predictions, plot_weights
+
+PROG = "python -m fastsoftmax.predict"
+TOP_PAIRS = 5  # confused pairs printed: enough to see Shirt / T-shirt / Pullover / Coat mix up
+# Images drawn at most: a 10x10 grid is 1600 px square; 1,000 images would take 25 s and
+# 700 MB to draw into a PNG nobody can read. --n above it still lists them all.
+MAX_DRAWN = 100
+
+
+def build_parser():
+    p = Parser(prog=PROG, description="Evaluate a model saved by `fastsoftmax.train --save` and draw what it learned.")
+    p.add_argument("--model", metavar="PATH", required=True, help="the .npz file written by train --save")
+    p.add_argument("--dataset", choices=DATASET_NAMES, default="fashion-mnist")
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="the folder with the four idx files, downloaded there if missing (default: "
+                        "$FASTSOFTMAX_DATA, else the cache or /usr/share/datasets)")
+    p.add_argument("--n", type=positive_int, default=10, help=f"the first N test images to list and draw (at most {MAX_DRAWN} drawn)")
+    p.add_argument("--out", metavar="DIR", default="out", help="folder for the PNGs (default: out)")
+    return p
+
+
+def check_fits(model, data, model_path):
+    """ValueError unless the model's weights fit the data set's images and classes."""
+    n_classes, n_features = model.coef_.shape
+    pixels = math.prod(data.image_shape)
+    if n_features != pixels:
+        rows, cols = data.image_shape
+        raise ValueError(f"{model_path} takes {n_features} features per image, but {data.name} images have "
+                         f"{pixels} pixels ({rows}x{cols}); was it trained on another data set?")
+    if n_classes != len(data.class_names):
+        raise ValueError(f"{model_path} predicts {n_classes} classes, but {data.name} has "
+                         f"{len(data.class_names)}; was it trained on another data set?")
+    if not np.array_equal(model.classes_, np.arange(n_classes)):  # the data set's labels are 0..k-1
+        raise ValueError(f"{model_path} predicts the labels {model.classes_!r:.60}, but {data.name}'s are "
+                         f"0..{n_classes - 1}; was it trained on another data set?")
+
+
+def print_accuracy(counts, names):
+    """Test accuracy overall, then per class (the fraction of its images predicted right)."""
+    right, total = int(np.trace(counts)), int(counts.sum())
+    print(f"test accuracy {right / total:.4f} ({right} of {total})")
+    print("\naccuracy per class:")
+    width = max(map(len, names))
+    rows = zip(names, per_class_accuracy(counts), np.diagonal(counts), counts.sum(axis=1))
+    for name, accuracy, class_right, class_total in rows:
+        result = f"{accuracy:.3f}  ({class_right} of {class_total})" if class_total else "no test images"
+        print(f"  {name:<{width}}  {result}")
+
+
+def print_confused(counts, names):
+    print("\nmost confused classes (images taken for the other class, both ways):")
+    width = max(map(len, names))
+    for pair in most_confused(counts, TOP_PAIRS):
+        a, b = names[pair.a], names[pair.b]
+        print(f"  {a:>{width}} <-> {b:<{width}}  {pair.total:5d}  ({pair.a_as_b} {a} as {b}, "
+              f"{pair.b_as_a} the other way)")
+
+
+def print_predictions(y_true, y_pred, proba, names):
+    """One line per image: true and predicted class, the predicted class's probability."""
+    print(f"\nthe first {len(y_true)} test images, true -> predicted (probability):")
+    width = max(map(len, names))
+    for i, (true, pred) in enumerate(zip(y_true, y_pred)):
+        mark = "  wrong" if true != pred else ""
+        print(f"  {i:5d}  {names[true]:<{width}} -> {names[pred]:<{width}} ({proba[i, pred]:.2f}){mark}")
+
+
+def figure_paths(out):
+    return [Path(out) / name for name in ("predictions.png", "weights.png", "confusion.png")]
+
+
+def draw(model, data, y_pred, counts, n, out):
+    """The three PNGs in out; returns their paths."""
+    paths = figure_paths(out)
+    accuracy = np.trace(counts) / counts.sum()
+    n = min(n, MAX_DRAWN)
+    images = "the first test image" if n == 1 else f"the first {n} test images"
+    plot_predictions(data.x_test[:n], data.image_shape, data.y_test[:n], y_pred[:n], data.class_names,
+                     paths[0], title=f"{data.name}: {images}, true vs predicted (wrong in red)")
+    plot_weights(model.coef_, data.image_shape, data.class_names, paths[1],
+                 title=f"{data.name}: learned weights per class")
+    plot_confusion(counts, data.class_names, paths[2],
+                   title=f"{data.name}: confusion matrix, test accuracy {accuracy:.4f}")
+    return paths
+
+
+def run(args):
+    check_outputs(("--out", path) for path in figure_paths(args.out))  # an unwritable --out fails before any work
+    model = SoftmaxRegression.load(args.model)  # a bad model file fails before the data loads
+    data = load_dataset(args.dataset, args.data_dir)
+    check_fits(model, data, args.model)
+    if args.n > len(data.x_test):
+        raise ValueError(f"--n {args.n} is more than the {len(data.x_test)} test images of {data.name}")
+    print(f"{data.name}: {len(data.x_test)} test images from {data.source}; model {args.model}")
+    proba = model.predict_proba(data.x_test)  # columns in the order of classes_, 0..k-1 (check_fits)
+    y_pred = proba.argmax(axis=1)
+    counts = confusion_matrix(data.y_test, y_pred, len(data.class_names))
+    print_accuracy(counts, data.class_names)
+    print_confused(counts, data.class_names)
+    print_predictions(data.y_test[:args.n], y_pred[:args.n], proba, data.class_names)
+    print()
+    paths = draw(model, data, y_pred, counts, args.n, args.out)
+    drawn = f" (the first {MAX_DRAWN} of the {args.n} images)" if args.n > MAX_DRAWN else ""
+    print(f"wrote {paths[0]}{drawn}")
+    for path in paths[1:]:
+        print(f"wrote {path}")
+
+
+def main(argv=None):
+    return run_command(PROG, run, build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,277 @@
+"""Train softmax regression on an idx data set: ``python -m fastsoftmax.train``.
+
+Prints one line per epoch and a summary; --save, --json and --plot write the
+model, the results and the training curves (each file atomically, each path
+checked before training starts). Bad input ends with one line on stderr and
+exit status 2 (usage) or 1 (data, device, outputs, divergence).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import statistics
+import sys
+import time
+import warnings
+
+from sklearn.exceptions import ConvergenceWarning
+from tqdm import tqdm
+
+from ..io.atomic import atomic_write, check_outputs, exclusive
+from ..io.datasets import DATASET_NAMES, load_dataset
+from ..io.idx import MAX_BYTES
+from ..models.estimator import SoftmaxRegression, TrainingDivergedError
+from ..models.hyperparameters import HYPERPARAMETERS
+from ..ops.dispatch import device_name, resolve_device
+from ..solvers.dask import persist
+from . import sweep
+from .common import Explicit, Parser, add_hyperparameters, given, run_command
+from .dask import connect, scheduler_flag
+from .warmup import fit_kernels
+
+PROG = "python -m fastsoftmax.train"
+STDOUT = ("-", "/dev/stdout")  # --json to standard output
+# What --resume keeps: each changes the steps already taken (or, for the seed,
+# the order of the rows), so a resumed run would not be the run it continues.
+KEPT_ON_RESUME = ("solver", "batch_size", "lr", "schedule", "weight_decay", "seed")
+
+
+def build_parser():
+    p = Parser(prog=PROG, description="Train softmax regression (multinomial logistic regression) on an idx data set.")
+    p.add_argument("--dataset", choices=DATASET_NAMES, default="fashion-mnist", action=Explicit)
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="the folder with the four idx files, downloaded there if missing (default: "
+                        "$FASTSOFTMAX_DATA, else the cache or /usr/share/datasets)")
+    # --epochs, --lr, --device, ...: SoftmaxRegression's own; several --lr or --weight-decay values: a sweep
+    add_hyperparameters(p, HYPERPARAMETERS, grids=("lr", "weight_decay"))
+    sweep.add_arguments(p)
+    p.add_argument("--dask", metavar="ADDRESS|local:N", type=scheduler_flag,
+                   help="train on a Dask cluster: a scheduler's address, or local:N to start N local worker "
+                        "processes; the training images are read chunk by chunk (memory-mapped from a raw, "
+                        "not .gz, file, so they may outgrow memory)")
+    p.add_argument("--save", metavar="PATH", help="save the model (.npz), also after every epoch")
+    p.add_argument("--resume", metavar="PATH",
+                   help="continue a run from a model saved with --save (flags left out keep the run's values)")
+    p.add_argument("--plot", metavar="PATH", help="save the training curves as a PNG")
+    p.add_argument("--json", metavar="PATH", help="write the results as JSON ('-': standard output)")
+    p.add_argument("--quiet", action="store_true", help="print the summary only")
+    return p
+
+
+def check_output_flags(args):
+    """Before any work: OutputError naming the flag unless every output path can be written."""
+    json_file = None if args.json in STDOUT else args.json
+    check_outputs((("--save", args.save), ("--json", json_file), ("--plot", args.plot)))
+
+
+def resumed_model(args):
+    """The model of --resume, its flags checked against the saved run's, and the data set's name."""
+    model = SoftmaxRegression.load(args.resume)
+    if "lbfgs" in (model.solver, args.solver):  # L-BFGS's curvature memory lives only in the run
+        raise ValueError(f"--resume continues SGD runs; an lbfgs run cannot be resumed ({args.resume} was "
+                         f"trained with --solver {model.solver}): start a new run")
+    if model.history_ and "val_acc" in model.history_[0]:  # a sweep's choice, trained on part of the images
+        raise ValueError(f"{args.resume} was chosen by a sweep, which held out validation images from its "
+                         "training: it cannot be resumed as a single run; start a new run")
+    saved, typed = model.get_params(), given(args)
+    changed = [name for name in KEPT_ON_RESUME if name in typed and getattr(args, name) != saved[name]]
+    dataset = model.dataset_ or args.dataset  # files of format /1 do not name it
+    if "dataset" in typed and args.dataset != dataset:
+        changed.append("dataset")
+        saved["dataset"] = dataset
+    if changed:
+        def flags(values):
+            return ", ".join(f"--{n.replace('_', '-')} {values[n]}" for n in changed)
+
+        raise ValueError(f"{args.resume} was trained with {flags(saved)}; resuming with "
+                         f"{flags(vars(args))} would change the steps already taken: leave those flags out, "
+                         "or start a new run")
+    epochs = args.epochs if "epochs" in typed else saved["epochs"]
+    if epochs != saved["epochs"] and saved["schedule"] != "constant":
+        raise ValueError(f"{args.resume} follows a {saved['schedule']} schedule over {saved['epochs']} epochs; "
+                         f"--epochs {epochs} would change the learning rate of every step: resume with "
+                         f"--epochs {saved['epochs']} (or leave it out); only a constant schedule can be extended")
+    model.set_params(epochs=epochs, device=args.device, warm_start=True)
+    return model, dataset
+
+
+def run(args, checkpoint):
+    json_to_stdout = args.json in STDOUT
+    out = sys.stderr if json_to_stdout else sys.stdout  # --json -: standard output holds just the JSON
+    check_output_flags(args)
+    if sweep.sweeping(args):  # several --lr or --weight-decay values: cli/sweep.py
+        if args.dask:
+            raise ValueError("--dask trains one model; a sweep (several --lr or --weight-decay values) runs in "
+                             "memory: give one value of each, or leave --dask out")
+        write_outputs(args, *sweep.run(args, out, checkpoint), json_to_stdout)
+        return
+    if args.resume:  # warm_start resumes the schedule after the epochs already in history_
+        model, dataset = resumed_model(args)
+    else:
+        model = SoftmaxRegression(**{p.name: getattr(args, p.name) for p in HYPERPARAMETERS if p.flag})
+        dataset = args.dataset
+    done = len(getattr(model, "history_", []))
+    if done >= model.epochs:
+        raise ValueError(f"{args.resume} has already trained {done} epochs; ask for more with --epochs")
+    device = resolve_device(args.device)  # fail on a missing GPU before loading data
+    # One run at a time writes a checkpoint: two would interleave their epochs in one file.
+    with (exclusive(args.save, "--save") if args.save else contextlib.nullcontext(),
+          connect(args.dask) if args.dask else contextlib.nullcontext() as client):
+        data = load_dataset(dataset, args.data_dir, chunked=bool(args.dask))
+        if client is not None and data.x_train.nbytes <= MAX_BYTES:
+            data = dataclasses.replace(data, x_train=persist(data.x_train))  # in memory: sent once
+        result = train(args, model, data, device, done, out, checkpoint, client)
+    write_outputs(args, model, data, device, result, json_to_stdout)
+
+
+def train(args, model, data, device, done, out, checkpoint, client=None):
+    """The fit of the command line, from its first line to its summary: the results for --json."""
+    say = (lambda line: None) if args.quiet else (lambda line: tqdm.write(line, file=out))
+    announce(say, args, model, data, device, done, client)
+    # The fit's kernels compiled (or loaded from the cache) before its first epoch, a line saying so as they compile.
+    compile_seconds, compiled = (0.0, False) if client is not None else fit_kernels(
+        model, data.x_train, data.y_train, (data.x_test, data.y_test), data.classes, say)
+    start = time.perf_counter()
+    caught = fit(args, model, data, done, say, checkpoint)
+    seconds = time.perf_counter() - start
+    report_warnings(caught, model, say)
+    if model.solver == "lbfgs" and args.save:
+        model.save(args.save, dataset=data.name)
+    last = model.history_[-1]
+    result = {"dataset": data.name, "device": device, "device_name": device_name(device),
+              "solver": model.solver, "test_acc": last["test_acc"], "train_acc": last["train_acc"],
+              "loss": last["loss"], "seconds": seconds, "compile_seconds": compile_seconds, "compiled": compiled,
+              "params": model.get_params(), "history": model.history_}
+    return result | summary(model, data, device, model.history_[done:], seconds, out)
+
+
+def announce(say, args, model, data, device, done, client):
+    """The lines before training: the data, the device and solver, the Dask cluster, the resumed run."""
+    say(f"{data.name}: {len(data.x_train)} train / {len(data.x_test)} test images from {data.source}; "
+        f"device {device_name(device)}; solver {model.solver}")
+    if client is not None:
+        workers = client.scheduler_info()["workers"].values()
+        say(f"dask: {len(workers)} workers ({sum(w['nthreads'] for w in workers)} threads) at "
+            f"{client.scheduler.address}; {data.x_train.numblocks[0]} chunks of up to "
+            f"{data.x_train.chunks[0][0]} images")
+    if done:
+        say(f"resuming from {args.resume} after epoch {done}")
+
+
+def fit(args, model, data, done, say, checkpoint):
+    """model.fit on the data set with a line per epoch (or iteration) and the --save checkpoints; the
+    warnings it gave. Divergence is one line naming the flags; Ctrl-C during lbfgs saves the last iterate."""
+    lbfgs = model.solver == "lbfgs"
+    total = model.max_iter if lbfgs else model.epochs
+    bar = tqdm(total=total, initial=done, unit="iter" if lbfgs else "epoch", leave=False,
+               disable=True if args.quiet else None)
+
+    def report(model, record):
+        if lbfgs:
+            say(f"iteration {record['epoch']}/{total}  loss {record['loss']:.6f}  "
+                f"gradient max {record['grad_max']:.2e}  train acc {record['train_acc']:.4f}  "
+                f"test acc {record['test_acc']:.4f}  ({record['seconds']:.2f} s)")
+        else:
+            say(f"epoch {record['epoch']}/{model.epochs}  loss {record['loss']:.4f}  "
+                f"train acc {record['train_acc']:.4f}  test acc {record['test_acc']:.4f}  "
+                f"({record['seconds']:.2f} s)")
+        bar.update()
+        # A checkpoint per epoch: an interrupted run loses one epoch at most. lbfgs has none per
+        # iteration: the run ends (or is interrupted) with one --save.
+        if args.save and not lbfgs:
+            model.save(args.save, dataset=data.name)
+            checkpoint["epoch"] = record["epoch"]
+
+    try:
+        with bar, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            # The data set's classes, not just the labels present: train, the saved model and predict agree.
+            model.fit(data.x_train, data.y_train, eval_set=(data.x_test, data.y_test), callback=report,
+                      classes=data.classes)
+    except TrainingDivergedError as e:
+        kept = f"; the last finite epoch ({checkpoint['epoch']}) is in {args.save}" if "epoch" in checkpoint else ""
+        raise ValueError(f"training diverged in epoch {e.epoch}: {e.what} (--lr {e.lr}, "
+                         f"--weight-decay {e.weight_decay}); try a smaller --lr or "
+                         f"--weight-decay{kept}") from None
+    except KeyboardInterrupt:
+        if lbfgs and args.save and model.history_:  # Ctrl-C keeps the last iterate: save it
+            model.save(args.save, dataset=data.name)
+            checkpoint["iteration"] = len(model.history_)
+        raise
+    return caught
+
+
+def report_warnings(caught, model, say):
+    """The fit's warnings: a ConvergenceWarning as one line naming the flags, the others as they came."""
+    for w in caught:
+        if issubclass(w.category, ConvergenceWarning) and model.solver == "lbfgs":
+            say(f"note: lbfgs stopped at --max-iter {model.max_iter} before the gradient reached --tol {model.tol}")
+        elif issubclass(w.category, ConvergenceWarning):  # solvers/sgd.py's warn_if_not_learning
+            fixes = "lower --lr" if model.lr == "auto" else "leave --lr at auto, lower it,"
+            print(f"{PROG}: warning: the training loss is {model.history_[-1]['loss']:.4g} after "
+                  f"{len(model.history_)} epochs, above all-zero weights' ({math.log(len(model.classes_)):.3g}): "
+                  f"--lr {model.lr_:g} is likely too large for these features' scale; {fixes} or use --solver "
+                  "lbfgs", file=sys.stderr)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
+def summary(model, data, device, ran, seconds, out):
+    """The last line, on the records of this run (`ran`); the results it adds for --json."""
+    last = model.history_[-1]
+    if model.solver == "lbfgs":
+        print(f"test accuracy {last['test_acc']:.4f}  train accuracy {last['train_acc']:.4f}  |  "
+              f"{len(ran)} lbfgs iterations in {seconds:.2f} s, objective {last['loss']:.6f}, gradient max "
+              f"{last['grad_max']:.2e}  |  device {device_name(device)}", file=out)
+        return {"iterations": len(ran)}
+    # The median epoch: the first one also warms the caches (and, with --dask, loads the kernels on the workers).
+    epoch_seconds = statistics.median(r["train_seconds"] for r in ran)
+    print(f"test accuracy {last['test_acc']:.4f}  train accuracy {last['train_acc']:.4f}  |  "
+          f"{len(ran)} epochs in {seconds:.2f} s (median epoch {epoch_seconds * 1e3:.1f} ms, "
+          f"{len(data.x_train) / epoch_seconds:,.0f} examples/s)  |  device {device_name(device)}", file=out)
+    return {"lr": model.lr_, "batch_size": model.batch_size_,  # as --lr resolved them
+            "train_seconds": sum(r["train_seconds"] for r in ran), "median_epoch_seconds": epoch_seconds,
+            "examples_per_second": len(data.x_train) / epoch_seconds}
+
+
+def write_outputs(args, model, data, device, result, json_to_stdout):
+    """--json and --plot, each tried whatever became of the other; one error naming all that failed."""
+    failed = []
+    if args.json:
+        try:
+            if json_to_stdout:
+                json.dump(result, sys.stdout, indent=2)
+                sys.stdout.write("\n")
+            else:
+                with atomic_write(args.json, "w") as f:
+                    json.dump(result, f, indent=2)
+        except (OSError, ValueError) as e:
+            failed.append(f"--json {args.json}: {e}")
+    if args.plot:
+        from .report import plot_history  # matplotlib only when asked for
+
+        try:
+            plot_history(model.history_, args.plot, title=f"{data.name}, {device_name(device)}")
+        except (OSError, ValueError) as e:
+            failed.append(f"--plot {args.plot}: {e}")
+    if failed:
+        raise OSError("; ".join(failed))
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    checkpoint = {}  # "epoch": the last one --save wrote in this run
+
+    def interrupted():
+        if "iteration" in checkpoint:
+            return f"; the last lbfgs iterate (iteration {checkpoint['iteration']}) is in {args.save}"
+        return f"; the last finished epoch ({checkpoint['epoch']}) is in {args.save}" if checkpoint else ""
+
+    return run_command(PROG, lambda args: run(args, checkpoint), args, interrupted)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

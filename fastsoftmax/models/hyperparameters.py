@@ -1,0 +1,69 @@
+"""The hyper-parameters of SoftmaxRegression, in one table.
+
+The estimator takes its defaults, its get_params and its checks from it, and
+the training command line its flags (``--batch-size`` for ``batch_size``),
+their defaults and their help, so the two cannot drift apart. A new
+hyper-parameter is a row here and an argument of SoftmaxRegression.__init__
+(tests/test_estimator.py checks that the two list the same names).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..ops.dispatch import DEVICES
+from ..ops.validation import (
+    COUNT,
+    NON_NEGATIVE_INT,
+    NON_NEGATIVE_NUMBER,
+    POSITIVE_NUMBER,
+    POSITIVE_OR_AUTO,
+    SCHEDULE,
+    SOLVERS,
+    Rule,
+)
+
+
+@dataclass(frozen=True)
+class HyperParameter:
+    name: str
+    default: object
+    rule: Rule
+    help: str
+    flag: bool = True  # the training command line has --<name>
+
+    def check(self, value):
+        return self.rule.check(self.name, value)
+
+
+HYPERPARAMETERS = (
+    HyperParameter("solver", "sgd", Rule(str, choices=SOLVERS),
+                   "sgd: minibatch SGD over epochs (epochs, batch_size, lr, schedule, weight_decay); "
+                   "lbfgs: full-batch L-BFGS to LogisticRegression's optimum (C, tol, max_iter)"),
+    HyperParameter("epochs", 15, COUNT, "passes over the training data"),
+    HyperParameter("batch_size", 256, COUNT, "rows per SGD step; the last batch of an epoch may be smaller"),
+    HyperParameter("lr", "auto", POSITIVE_OR_AUTO,
+                   "the peak learning rate; auto: 0.5 on features standardised for the fit (float X; uint8 "
+                   "pixels: on X / 255), with batches of at most 1/16 of the rows; a number: that step on X "
+                   "as given"),
+    HyperParameter("schedule", "cosine", SCHEDULE,
+                   "cosine: from lr down to ~0 over the run; constant: lr throughout"),
+    HyperParameter("weight_decay", 0.0, NON_NEGATIVE_NUMBER,
+                   "sgd's L2 penalty: the step is W -= lr * (dW + weight_decay * W); lbfgs refuses it (use C)"),
+    HyperParameter("C", 1.0, POSITIVE_NUMBER,
+                   "lbfgs's inverse L2 strength, as in LogisticRegression: it minimises the mean "
+                   "cross-entropy + ||W||^2 / (2 C n), intercept not penalised; sgd refuses it (use weight_decay)"),
+    HyperParameter("tol", 1e-4, POSITIVE_NUMBER,
+                   "lbfgs stops when the largest gradient entry is at most tol (LogisticRegression's tol)"),
+    HyperParameter("max_iter", 100, COUNT, "lbfgs stops after max_iter iterations (LogisticRegression's max_iter)"),
+    HyperParameter("input_scale", "auto", POSITIVE_OR_AUTO,
+                   "X is multiplied by it, at fit and predict alike, whatever the dtype; auto: 1/255 if "
+                   "the X given to fit is uint8 (pixels), else 1"),
+    HyperParameter("seed", 0, NON_NEGATIVE_INT, "fixes the shuffling: the same seed gives the same model"),
+    HyperParameter("device", "auto", Rule(str, choices=DEVICES), "auto: CUDA where CuPy sees a GPU, else CPU"),
+    HyperParameter("warm_start", False, Rule(bool),
+                   "if the model is fitted, fit continues from its weights and resumes the schedule "
+                   "after the epochs in history_", flag=False),  # the command line has --resume
+)
+
+DEFAULTS = {p.name: p.default for p in HYPERPARAMETERS}

@@ -1,0 +1,95 @@
+"""Class labels: the classes of a model, and labels as the indices 0..k-1 the kernels see.
+
+Any labels scikit-learn takes (integers, floats, strings; negative or gappy)
+map to indices into the sorted classes; NumPy and CuPy labels alike.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..arrays import device_of, is_dask, to_numpy
+from ..io.modelfile import LABEL_KINDS, MAX_CLASSES
+from ..ops.dispatch import array_module
+from ..solvers.dask import persist
+
+
+def as_classes(classes, seen=False):
+    """The classes as a sorted 1-D array of distinct labels; a count k means 0..k-1.
+
+    seen: the labels found in y (whose count, not a `classes` argument, is then named).
+    """
+    if isinstance(classes, (int, np.integer)) and not isinstance(classes, (bool, np.bool_)):
+        if not 2 <= classes <= MAX_CLASSES:
+            raise ValueError(f"classes must number between 2 and {MAX_CLASSES}, got {classes}")
+        return np.arange(int(classes))
+    what = "y holds" if seen else "classes must be"
+    values = np.asarray(classes)
+    if values.dtype.kind == "O" and all(isinstance(v, str) for v in values.ravel()):
+        values = values.astype(str)  # strings in an object array (pandas): stored as a string array
+    if values.ndim != 1 or values.dtype.kind not in LABEL_KINDS or (
+            values.dtype.kind == "f" and not np.isfinite(values).all()):
+        raise ValueError(f"classes must be a class count k or a 1-D array of labels (integers, floats or "
+                         f"strings), got {classes!r:.80}")
+    found = np.unique(values)
+    if len(found) != len(values) and not seen:
+        raise ValueError(f"classes must be distinct labels, got {classes!r:.80}")
+    if len(found) < 2:
+        raise ValueError(f"This solver needs samples of at least 2 classes in the data, "
+                         f"but the data contains only one class: {found[0]!r}" if len(found) and seen else
+                         f"{what} at least 2 classes, got {found!r:.80}")
+    if len(found) > MAX_CLASSES:
+        raise ValueError(f"classes must number between 2 and {MAX_CLASSES}, got {len(found):,}")
+    return found
+
+
+def fit_classes(labels, classes=None, fitted=None):
+    """A fit's classes: `classes` (labels, or a count k), else a fitted model's (`fitted`, for a warm
+    start; `classes` must then agree with it), else the labels found in `labels` (y, and eval_set's y)."""
+    if classes is not None:
+        found = as_classes(classes)
+        if fitted is not None and not np.array_equal(found, fitted):
+            raise ValueError(f"classes has {len(found)} classes, but the fitted model has "
+                             f"{len(fitted)}: {fitted!r:.80}")
+        return found
+    if fitted is not None:
+        return fitted
+    return as_classes(np.unique(np.concatenate([host_labels(a) for a in labels])), seen=True)
+
+
+def host_labels(y):
+    """y's labels on the host (one transfer of the distinct labels of a CuPy y), 1-D."""
+    if device_of(y) == "cuda":
+        return to_numpy(array_module("cuda").unique(y))
+    return np.asarray(y).ravel()
+
+
+def encode(y, classes_, xp, name):
+    """y's labels as int64 indices into classes_, an array of xp's kind; ValueError for a label not in classes_.
+
+    A Dask y is encoded chunk by chunk and held where Dask keeps results (a cluster's workers), so
+    that every pass over the data reads it there (host chunks: the kernels' tasks move them).
+    """
+    if is_dask(y):
+        return persist(y.map_blocks(encode, classes_, np, name, dtype=np.int64))
+    host = device_of(y) != "cuda"
+    yy = np.asarray(y) if host else y
+    if yy.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, one label per row, got shape {yy.shape}")
+    if yy.size == 0:
+        raise ValueError(f"{name} holds no labels")
+    if host and yy.dtype.kind == "O" and classes_.dtype.kind == "U":
+        yy = yy.astype(str)
+    ns = np if host else array_module("cuda")
+    table = classes_ if host else ns.asarray(classes_)
+    try:
+        index = ns.searchsorted(table, yy)
+        known = ns.take(table, ns.minimum(index, len(classes_) - 1)) == yy
+    except (TypeError, ValueError, np.exceptions.DTypePromotionError):
+        raise ValueError(f"{name} holds labels of another kind ({yy.dtype}) than the classes "
+                         f"{classes_!r:.80}") from None
+    if not bool(ns.all(known)):
+        missing = np.unique(to_numpy(yy[~known]) if not host else yy[~known])
+        raise ValueError(f"{name} holds labels that are not among the classes {classes_!r:.80}: "
+                         f"{missing[:5]!r:.80}")
+    return xp.asarray(index.astype(np.int64))
