@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from idxdata import make_dataset_dir
 
-from fastsoftmax.cli import report as plots
+from fastsoftmax.cli import report
 from fastsoftmax.io.datasets import load_dataset
 from fastsoftmax.models.estimator import FORMAT, SoftmaxRegression
 from fastsoftmax.cli.report import confusion_matrix
@@ -48,13 +48,13 @@ def model_path(data, tmp_path_factory):
 @pytest.fixture
 def figures(monkeypatch):
     """The figures the CLI saves, by file name, to check what it drew."""
-    saved, save = {}, plots.save_figure
+    saved, save = {}, report.save_figure
 
     def keep(fig, path):
         saved[Path(path).name] = fig
         save(fig, path)
 
-    monkeypatch.setattr(plots, "save_figure", keep)
+    monkeypatch.setattr(report, "save_figure", keep)
     return saved
 
 
@@ -96,7 +96,7 @@ def test_prints_the_evaluation_and_writes_three_pngs(capsys, data, data_dir, mod
     for name in PNGS:
         assert f"wrote {out_dir / name}\n" in out
         image = matplotlib.image.imread(out_dir / name)
-        width, height = np.round(figures[name].get_size_inches() * plots.DPI).astype(int)
+        width, height = np.round(figures[name].get_size_inches() * report.DPI).astype(int)
         assert image.shape == (height, width, 4)
 
     # What was drawn: the test images' predictions, the model's weights, its confusion matrix.

@@ -40,7 +40,7 @@ positive_int = flag_type(POSITIVE_INT)
 
 def grid_type(rule: Rule):
     """flag_type for a flag that also takes a comma-separated list: one value as flag_type gives
-    it, several as a tuple (a sweep's grid: fastsoftmax/train_sweep.py)."""
+    it, several as a tuple (a sweep's grid: cli/sweep.py)."""
     one = flag_type(rule)
 
     def parse(text):

@@ -34,7 +34,8 @@ def build_parser():
     p.add_argument("--data-dir", metavar="DIR",
                    help="the folder with the four idx files, downloaded there if missing (default: "
                         "$FASTSOFTMAX_DATA, else the cache or /usr/share/datasets)")
-    p.add_argument("--n", type=positive_int, default=10, help=f"the first N test images to list and draw (at most {MAX_DRAWN} drawn)")
+    p.add_argument("--n", type=positive_int, default=10,
+                   help=f"the first N test images to list and draw (at most {MAX_DRAWN} drawn)")
     p.add_argument("--out", metavar="DIR", default="out", help="folder for the PNGs (default: out)")
     return p
 

@@ -119,7 +119,8 @@ class SoftmaxRegression(HostWeights, ClassifierMixin, BaseEstimator):
         model at the last iterate.
         """
         self.validate_params()
-        xp = array_module(resolve_device(self.device))
+        device = resolve_device(self.device)
+        xp = array_module(device)
         warm = self.warm_start and self._fitted()
         # Checked once here; every epoch below takes ops' trusted path.
         X, y, found = training_data(self, X, y, xp, reset=not warm)
@@ -130,20 +131,21 @@ class SoftmaxRegression(HostWeights, ClassifierMixin, BaseEstimator):
         evaluation = None if eval_set is None else eval_data(eval_set, classes_, xp, X.shape[1])
         if not warm:
             start_fit(self, classes_, X)
-        evaluate = _evaluator(evaluation, x_scale(self.input_scale_, X))
+        evaluate = evaluator(evaluation, x_scale(self.input_scale_, X))
         if self.solver == "lbfgs":
-            self._lbfgs(xp, X, y, evaluate, self._publisher(callback, len(self.history_)))
+            self._lbfgs(device, X, y, evaluate, self._publisher(callback, len(self.history_)))
             return self
         self._sgd(xp, X, y, refit=True, first_epoch=len(self.history_), epochs=int(self.epochs),
                   schedule=self.schedule, evaluate=evaluate, publish=self._publisher(callback, 0))
         return self
 
-    def _lbfgs(self, xp, X, y, evaluate, publish):
-        """lbfgs.lbfgs from the model's weights, on X in memory or a Dask X's chunks."""
+    def _lbfgs(self, device, X, y, evaluate, publish):
+        """lbfgs.lbfgs from the model's weights, on X in memory or a Dask X's chunks (each on `device`)."""
+        xp = array_module(device)
         dtype = np.float32 if X.dtype == np.float32 else np.float64  # see COMPUTE_DTYPE
         coef, b = xp.array(self.coef_, dtype=dtype, order="C"), xp.array(self.intercept_, dtype=dtype)
         scale = x_scale(self.input_scale_, X)
-        gradient = (dask.fused_gradient(X, y, scale, dtype, "cuda" if xp is not np else "cpu") if is_dask(X)
+        gradient = (dask.fused_gradient(X, y, scale, dtype, device) if is_dask(X)
                     else lbfgs.fused_gradient(xp, X, y, scale, dtype))
         self.n_iter_ = lbfgs.lbfgs(xp, gradient, X.shape[0], coef, b, C=float(self.C), tol=float(self.tol),
                                    max_iter=int(self.max_iter), evaluate=evaluate, publish=publish)
@@ -170,7 +172,7 @@ class SoftmaxRegression(HostWeights, ClassifierMixin, BaseEstimator):
         y = encode(y, self.classes_, xp, "y")
         done = len(self.history_)
         self._sgd(xp, X, y, refit=first, first_epoch=done, epochs=done + 1, schedule="constant",
-                  evaluate=_evaluator(None, None), publish=self._publisher(None, 0))
+                  evaluate=evaluator(None, None), publish=self._publisher(None, 0))
         return self
 
     def _sgd(self, xp, X, y, *, refit, first_epoch, epochs, schedule, evaluate, publish):
@@ -340,16 +342,16 @@ def start_fit(model, classes_, X):
         model.__dict__.pop(stale, None)
 
 
-def _evaluator(evaluation, scale):
-    """evaluate(W, b) for the solvers: the record's test accuracy on evaluation = (X_eval, y_eval), checked
-    by inputs.eval_data, with X multiplied by scale; an empty dict without an evaluation set."""
+def evaluator(evaluation, scale, name="test_acc"):
+    """evaluate(W, b) for the solvers: {name: the accuracy on evaluation = (X, y)} (arrays checked by
+    inputs.eval_data, or trusted), X multiplied by scale; an empty dict without an evaluation set."""
     if evaluation is None:
         return lambda W, b: {}
     X_eval, y_eval = evaluation
 
     def evaluate(W, b):
         scores = ops.linear_softmax(X_eval, W.T, b, x_scale=scale, check_input=False)
-        return {"test_acc": ops.accuracy(scores, y_eval, check_input=False)}
+        return {name: ops.accuracy(scores, y_eval, check_input=False)}
 
     return evaluate
 

@@ -33,12 +33,11 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import NotFittedError
 
-from .. import ops
 from ..arrays import is_dask
 from ..ops.dispatch import array_module, resolve_device
 from ..ops.validation import NON_NEGATIVE_NUMBER, POSITIVE_NUMBER
 from ..solvers.sgd import sgd
-from .estimator import COMPUTE_DTYPE, SoftmaxRegression, start_fit
+from .estimator import COMPUTE_DTYPE, SoftmaxRegression, evaluator, start_fit
 from .hyperparameters import DEFAULTS, HYPERPARAMETERS
 from .inputs import check_model_size, training_data, x_scale
 from .labels import encode, fit_classes
@@ -144,10 +143,6 @@ class SoftmaxRegressionSweep(ClassifierMixin, BaseEstimator):
         grid, (k, d) = self.grid(), self.estimators_[0].coef_.shape
         coef, b = xp.zeros((len(grid), k, d), COMPUTE_DTYPE), xp.zeros((len(grid), k), COMPUTE_DTYPE)
 
-        def validation(W, bias):
-            scores = ops.linear_softmax(X_val, W.T, bias, x_scale=scale, check_input=False)
-            return {"val_acc": ops.accuracy(scores, y_val, check_input=False)}
-
         def publish(epoch, coef, b, records):
             for i, (model, record) in enumerate(zip(self.estimators_, records)):
                 if record is None:  # diverged: its last finite epoch's weights stay published
@@ -164,7 +159,7 @@ class SoftmaxRegressionSweep(ClassifierMixin, BaseEstimator):
         sgd(xp, [(X.shape[0], lambda: (X, y))], coef, b, lrs=[lr for lr, _ in grid],
             weight_decays=[wd for _, wd in grid], first_epoch=0, epochs=int(self.epochs),
             batch_size=int(self.batch_size), schedule=self.schedule, seed=int(self.seed), x_scale=scale,
-            evaluate=validation, publish=publish)
+            evaluate=evaluator((X_val, y_val), scale, "val_acc"), publish=publish)
 
     def split(self, n):
         """The (training rows, validation rows) of n rows: host int64 index arrays, each in order."""

@@ -109,9 +109,9 @@ def warn_if_not_learning(history, epochs, k, lr, stacklevel):
     still above log k, the loss of all-zero weights (with a margin for SGD's noise): the run went
     nowhere, which on finite losses means a step far too large for X's scale. Runs of at most
     WATCH_AFTER epochs are not judged."""
-    loss = history[-1]["loss"]
-    if epochs <= WATCH_AFTER or loss <= NOT_LEARNING * math.log(k):
+    if epochs <= WATCH_AFTER or history[-1]["loss"] <= NOT_LEARNING * math.log(k):
         return
+    loss = history[-1]["loss"]
     from sklearn.exceptions import ConvergenceWarning
 
     warnings.warn(f"SGD's training loss is {loss:.4g} after {epochs} epochs, above {math.log(k):.3g} "

@@ -18,8 +18,8 @@ no GPU is (see tests/conftest.py).
   the largest allocation, so tests can hold the library to launch,
   synchronisation and memory budgets.
 - ``device_attributes`` are settable (a small shared-memory limit forces the
-  large-shape paths); fastsoftmax.cuda caches them, so clear its
-  ``_attribute`` cache after a change (the ``cupy_module`` fixture of
+  large-shape paths); fastsoftmax.backends.cuda.compile caches them, so clear its
+  ``attribute`` cache after a change (the ``cupy_module`` fixture of
   tests/conftest.py restores the defaults for every test).
 """
 
@@ -81,7 +81,7 @@ class _Pointer:
 class ndarray:  # noqa: N801 (CuPy's name)
     """A device array: a NumPy view of a guarded buffer, which it keeps alive."""
 
-    __module__ = "cupy"  # what fastsoftmax.backend.is_device_array looks at
+    __module__ = "cupy"  # what fastsoftmax.arrays.is_device_array looks at
 
     def __init__(self, view: np.ndarray, buffer):
         self._a = view

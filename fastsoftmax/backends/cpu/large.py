@@ -148,7 +148,8 @@ class Gradient:
         self.rows_of = ChunkRows(t, self.chunk)
         self.logits = np.empty((self.chunk, k), t)
         parts = n_parts(self.chunk)
-        self.part_db, self.part_loss, self.part_hits = np.empty((parts, k), t), np.empty(parts), np.empty(parts, np.int64)
+        self.part_db, self.part_loss = np.empty((parts, k), t), np.empty(parts)
+        self.part_hits = np.empty(parts, np.int64)
         self.dsum, self.dbsum, self.stats = np.empty((k, d), t), np.empty(k, t), np.empty(2)
         self.scratch = None  # a second (k, d) for batches of several chunks
 

@@ -42,7 +42,8 @@ def kernel(family: str, expr: str):
 def compiled(family: str, expr: str, device: int):
     function = cp.RawModule(code=source(family), options=("--std=c++17",), name_expressions=(expr,)).get_function(expr)
     # Past 48 KB a block's dynamic shared memory must be opted into, per kernel.
-    function.max_dynamic_shared_size_bytes = attribute("MaxSharedMemoryPerBlockOptin", device) - function.shared_size_bytes
+    limit = attribute("MaxSharedMemoryPerBlockOptin", device)
+    function.max_dynamic_shared_size_bytes = limit - function.shared_size_bytes
     return function
 
 

@@ -160,8 +160,8 @@ class Step:
             (self.grid,),
             (THREADS,),
             (coef, b, sums.dcoef, sums.db, sums.stats, self.lrs, self.weight_decays, np.int32(self.kind),
-             np.int64(self.total_steps), np.int64(self.start_step + s), np.int32(self.m), np.int32(self.k), np.int32(self.d),
-             np.int32(nrows), t(x_scale), self.loss, self.correct),
+             np.int64(self.total_steps), np.int64(self.start_step + s), np.int32(self.m), np.int32(self.k),
+             np.int32(self.d), np.int32(nrows), t(x_scale), self.loss, self.correct),
             shared_mem=2 * self.m * coef.itemsize,
         )
 
