@@ -226,16 +226,21 @@ def linear_softmax_cross_entropy(X, coef, b, y, x_scale):
             sums.dbsum / t(n))
 
 
+def batches(X, y, rows, coef, b, batch_size, x_scale, sums):
+    """The batches rows[s * batch_size : (s + 1) * batch_size] in order: (s, the batch's row count),
+    each once sums (a Gradient) holds the batch's sums, for the caller to step."""
+    for s, first in enumerate(range(0, rows.shape[0], batch_size)):
+        batch = rows[first : first + batch_size]
+        sums(X, batch, batch.shape[0], y, coef, b, coef.dtype.type(x_scale))
+        yield s, batch.shape[0]
+
+
 def train_epoch(X, y, rows, coef, b, batch_size, x_scale, weight_decay, kind, lr, total_steps, start_step):
     """Backend.train_epoch on this path: per batch, Gradient's sums, then sgd_step."""
-    n = rows.shape[0]
     t = coef.dtype.type
-    sums = Gradient(coef, min(batch_size, n))
+    sums = Gradient(coef, min(batch_size, rows.shape[0]))
     loss_sum, correct = 0.0, 0
-    for step, first in enumerate(range(0, n, batch_size)):
-        batch = rows[first : first + batch_size]
-        m = batch.shape[0]
-        sums(X, batch, m, y, coef, b, t(x_scale))
+    for step, m in batches(X, y, rows, coef, b, batch_size, x_scale, sums):
         rate = t(learning_rate(kind, lr, total_steps, start_step + step))
         sgd_step(coef, b, sums.dsum, sums.dbsum, t(x_scale / m), t(1) / t(m), rate, t(weight_decay))
         loss_sum += sums.stats[0]

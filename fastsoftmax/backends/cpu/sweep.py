@@ -36,7 +36,7 @@ import math
 import numpy as np
 
 from .jit import JIT, njit
-from .large import Gradient, sgd_step
+from .large import Gradient, batches, sgd_step
 from .rows import TILE, exp, learning_rate, load_tile
 
 
@@ -145,10 +145,7 @@ def train_epoch_many(X, y, rows, coef, b, batch_size, x_scale, weight_decays, ki
     # A diverging model's inf weights make inf and NaN logits in its own columns: the caller
     # (the SGD loop, solvers/sgd.py) finds it after the epoch, so sgemm's overflow warnings say nothing more.
     with np.errstate(over="ignore", invalid="ignore"):
-        for step, first in enumerate(range(0, n, batch_size)):
-            batch = rows[first : first + batch_size]
-            nb = batch.shape[0]
-            sums(X, batch, nb, y, wall, bias, t(x_scale))
+        for step, nb in batches(X, y, rows, wall, bias, batch_size, x_scale, sums):
             _grouped_sgd_step(work, bias, dsum, dbsum, t(x_scale / nb), t(1) / t(nb), kind, lrs, weight_decays,
                               total_steps, start_step + step)
             loss_sum += sums.stats[:, 0]
