@@ -118,8 +118,8 @@ def train_epoch(X, y, W, b, *, batch_size, lr, rows=None, seed=None, epoch=0, sc
     of its epoch launch between epochs (one dict per run, never shared by two
     at once); None allocates them for this call.
     """
-    xp, backend = backend_of(X, y, W, b, *([] if rows is None else [rows]))
     if check_input:
+        xp, _ = backend_of(X, y, W, b, *([] if rows is None else [rows]))
         return _checked_train_epoch(xp, X, y, W, b, batch_size, lr, rows, seed, epoch, schedule, total_steps,
                                     start_step, weight_decay, x_scale, workspace)
     loss, correct = train_epoch_many(X, y, W[None], b[None], batch_size=batch_size, lrs=(lr,),
