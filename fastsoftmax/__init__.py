@@ -10,6 +10,9 @@ function returns arrays of its input's kind.
 array([1, 0])
 """
 
+# First: Numba's TBB threading layer made loadable before any parallel loop picks one (backends/tbb.py).
+from .backends import tbb as _tbb  # noqa: F401, I001
+
 from .io.datasets import Dataset, DatasetError, DatasetNotFoundError, load_dataset
 from .io.idx import IdxError, read_idx, read_idx_dask
 from .models.estimator import SoftmaxRegression

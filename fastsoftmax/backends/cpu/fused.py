@@ -42,6 +42,10 @@ from ...reference.schedules import CONSTANT
 from .jit import INNER, JIT, PRANGE, call, entry, njit
 from .rows import TILE, learning_rate, load_tile, n_parts, part_bounds, tile_softmax
 
+# A step's reduction of the parts' sums runs in parallel from this many values (k d x parts); below it,
+# on the calling thread (see _batches).
+PARALLEL_REDUCE = 1 << 17
+
 
 @njit(**INNER)
 def _tile_logits(xf, coef, b, x_scale, z):
@@ -207,9 +211,14 @@ def _batches(part, reduce, X, y, rows, coef, b, batch_size, x_scale, weight_deca
             continue
         rate = coef.dtype.type(learning_rate(kind, lr, total_steps, start_step + s))
         coef_scale = dcoef.dtype.type(x_scale / m)  # float32 stays float32: no per-element casts
-        for j in prange(dcoef.shape[0]):
-            call(reduce, (np.int64(j), part_dcoef, part_db, parts, m, coef_scale, step, rate, weight_decay, dcoef, db,
-                          coef, b))
+        if dcoef.size * parts >= PARALLEL_REDUCE:
+            for j in prange(dcoef.shape[0]):
+                call(reduce, (np.int64(j), part_dcoef, part_db, parts, m, coef_scale, step, rate, weight_decay,
+                              dcoef, db, coef, b))
+        else:  # too little to share: a parallel launch would cost more than it saves
+            for j in range(dcoef.shape[0]):
+                call(reduce, (np.int64(j), part_dcoef, part_db, parts, m, coef_scale, step, rate, weight_decay,
+                              dcoef, db, coef, b))
         for q in range(parts):
             loss_sum += part_loss[q]
             correct += part_hits[q]
