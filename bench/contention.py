@@ -12,7 +12,6 @@ of each and their ratio. A layer Numba cannot load here is reported as such.
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time

@@ -3,7 +3,8 @@
 Prints, per table of bench/tables.py, the mean test accuracy over its splits
 of scikit-learn's LogisticRegression() with its defaults, of SoftmaxRegression
 with the defaults before issue 18 (lr=0.5 on X as given, batch 256) and with
-today's defaults (lr="auto"), and whether the fits warned (ConvergenceWarning);
+today's defaults (lr="auto"), and whether the fits warned (ConvergenceWarning) or
+diverged (TrainingDivergedError: a loss that runs away stops the fit);
 then, over bench/tables.py's grid of sizes and scales, how many tables each
 comes within 0.02 of LogisticRegression() on (StandardScaler + LogisticRegression
 as a peer: what standardising alone costs where n is not much above d).
@@ -20,14 +21,22 @@ from bench.tables import grid, splits, synthetic, toy
 
 
 def score(make, X, y):
-    """(mean test accuracy over the splits, whether any fit warned of non-convergence)."""
+    """(mean test accuracy over the splits, whether any fit warned of non-convergence or diverged: a
+    diverged fit is scored on the weights it kept, its last epoch before the divergence)."""
     from sklearn.exceptions import ConvergenceWarning
+
+    from fastsoftmax import TrainingDivergedError
 
     accuracies, warned = [], False
     for X_train, X_test, y_train, y_test in splits(X, y):
+        model = make()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
-            accuracies.append(make().fit(X_train, y_train).score(X_test, y_test))
+            try:
+                model.fit(X_train, y_train)
+            except TrainingDivergedError:
+                warned = True
+        accuracies.append(model.score(X_test, y_test))
         warned |= any(issubclass(w.category, ConvergenceWarning) for w in caught)
     return float(np.mean(accuracies)), warned
 

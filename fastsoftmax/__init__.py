@@ -10,6 +10,27 @@ function returns arrays of its input's kind.
 array([1, 0])
 """
 
+import os as _os
+import sys as _sys
+
+
+def numba_environment_error() -> str | None:
+    """What in the environment stops Numba from importing, which it says in a traceback not naming it; or None."""
+    threads = _os.environ.get("NUMBA_NUM_THREADS", "")
+    try:
+        if int(threads) >= 1:
+            return None
+    except ValueError:  # unset, or not a number: Numba warns and takes every core
+        return None
+    return (f"NUMBA_NUM_THREADS={threads} is not a thread count: set it to a whole number from 1 up (this "
+            f"machine has {_os.cpu_count()} cores), or unset it to use them all")
+
+
+# Before anything imports Numba. While Python locates `python -m fastsoftmax.<command>` (sys.argv[0]
+# is "-m" then), the command is left to say it as its one-line error (fastsoftmax/train.py).
+if _sys.argv[:1] != ["-m"] and numba_environment_error():
+    raise ImportError(numba_environment_error())
+
 # First: Numba's TBB threading layer made loadable before any parallel loop picks one (backends/tbb.py).
 from .backends import tbb as _tbb  # noqa: F401, I001
 

@@ -73,3 +73,17 @@ def isolated_data(tmp_path, monkeypatch):
         raise AssertionError("a test tried to download")
 
     monkeypatch.setattr("urllib.request.urlopen", no_network)
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist():
+    """The real Fashion-MNIST, or the test skipped with the reason where its files are absent (`make test`
+    installs Debian's dataset-fashion-mnist first, so they are present there)."""
+    import fastsoftmax as fs
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FASTSOFTMAX_NO_DOWNLOAD", "1")  # a test never downloads
+        try:
+            return fs.load_dataset("fashion-mnist")
+        except fs.DatasetNotFoundError as e:
+            pytest.skip(f"real Fashion-MNIST absent (apt-get install dataset-fashion-mnist): {e}")

@@ -2,12 +2,15 @@
 
 import concurrent.futures
 import inspect
+import os
 import threading
 
 import numpy as np
 import pytest
 
 import fastsoftmax as fs
+from fastsoftmax.io import npzfile
+from fastsoftmax.io.modelfile import FORMAT
 from fastsoftmax.ops.dispatch import DeviceError, cuda_available
 from fastsoftmax.models.hyperparameters import HYPERPARAMETERS
 
@@ -94,6 +97,55 @@ def test_load_rejects_files_that_are_not_models(tmp_path, content):
         fs.SoftmaxRegression.load(tmp_path / "missing.npz")
 
 
+def test_an_unreadable_model_file_says_it_cannot_be_read_and_why(tmp_path, monkeypatch):
+    """A file we may not open is not a bad model file: the error names it and the OS's reason."""
+    path = tmp_path / "m.npz"
+    X, y = blobs(100)
+    fs.SoftmaxRegression(epochs=1, device="cpu").fit(X, y).save(path)
+    path.chmod(0)
+    try:
+        if os.access(path, os.R_OK):  # root reads it anyway: what open() raises for anyone else
+            def denied(file, *args, **kwargs):
+                raise PermissionError(13, "Permission denied", str(file))
+
+            monkeypatch.setattr(npzfile, "open", denied, raising=False)
+        with pytest.raises(PermissionError) as info:
+            fs.SoftmaxRegression.load(path)
+    finally:
+        path.chmod(0o644)
+    assert str(info.value) == f"cannot read the model file {path}: Permission denied"
+    assert info.value.errno == 13
+
+
+def test_feature_names_survive_save_and_load(tmp_path):
+    """The loaded model refuses a DataFrame of swapped columns as the fitted one does (it once
+    scored it silently, 1.0 -> 0.475); a model fitted on an array stores no names."""
+    pd = pytest.importorskip("pandas")
+    X, y = blobs(300, d=4)
+    frame = pd.DataFrame(X, columns=["w", "x", "y", "z"])
+    model = fs.SoftmaxRegression(epochs=2, device="cpu").fit(frame, y)
+    model.save(tmp_path / "m.npz")
+    loaded = fs.SoftmaxRegression.load(tmp_path / "m.npz")
+    assert loaded.feature_names_in_.dtype == object and list(loaded.feature_names_in_) == ["w", "x", "y", "z"]
+    np.testing.assert_array_equal(loaded.predict(frame), model.predict(frame))
+    for m in (model, loaded):
+        with pytest.raises(ValueError, match="Feature names must be in the same order as they were in fit"):
+            m.score(frame[["x", "w", "y", "z"]], y)
+    fs.SoftmaxRegression(epochs=1, device="cpu").fit(X, y).save(tmp_path / "plain.npz")
+    assert not hasattr(fs.SoftmaxRegression.load(tmp_path / "plain.npz"), "feature_names_in_")
+
+
+def test_save_refuses_feature_names_that_would_not_load(tmp_path):
+    X, y = blobs(100, d=3)
+    model = fs.SoftmaxRegression(epochs=1, device="cpu").fit(X, y)
+    for names, problem in ((["a", "b", "a"], "its feature_names are not distinct"),
+                           (["a", "b", "c\0"], "its feature names do not survive as strings")):
+        model.feature_names_in_ = np.array(names, dtype=object)
+        with pytest.raises(ValueError, match=f"not saving .*: {problem}"):
+            model.save(tmp_path / "m.npz")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_hyperparameters_are_the_tables():
     """__init__ takes exactly the table's hyper-parameters, in its order, with its defaults."""
     signature = inspect.signature(fs.SoftmaxRegression)
@@ -174,6 +226,19 @@ def test_classes_sets_the_model_size_whatever_labels_occur():
         model.set_params(epochs=2, warm_start=True).fit(X, y, classes=5)
 
 
+def test_a_warm_start_with_other_classes_names_the_labels_that_differ():
+    """Same count, other labels: the message says which (it once said "10 classes, but ... has 10")."""
+    X, y = blobs(300, k=10)
+    labels = np.array(list("abcdefghij"))
+    model = fs.SoftmaxRegression(epochs=1, warm_start=True, device="cpu").fit(X, labels[y], classes=labels)
+    with pytest.raises(ValueError) as info:
+        model.fit(X, labels[y], classes=list("abcdefghkl"))
+    assert str(info.value) == ("classes has other labels than the 10 of the fitted model: 'k', 'l' not among "
+                               "its classes; its 'i', 'j' missing from classes")
+    with pytest.raises(ValueError, match="labels of another kind"):
+        model.fit(X, labels[y], classes=10)
+
+
 @pytest.mark.parametrize("top", [10**9, 2**40])
 def test_a_huge_label_is_a_label_not_a_model_size(top):
     """Labels are labels: {0..3, top} is a 5-class model, never top + 1 rows of weights."""
@@ -213,6 +278,33 @@ def test_divergence_stops_at_the_last_finite_epoch():
     assert all(np.isfinite(coef).all() for _, coef in seen)
     np.testing.assert_array_equal(model.coef_, seen[-1][1])  # the last finite epoch's weights
     assert np.isfinite(model.intercept_).all()
+
+
+def test_a_loss_that_runs_away_stops_the_fit_in_its_first_epoch():
+    """lr=1e30 (the tester's --lr 1e30 --epochs 2): a loss of ~1e31 is divergence at once, whatever
+    the number of epochs, not a finite result saved with exit 0."""
+    X, y = blobs(600)
+    model = fs.SoftmaxRegression(epochs=2, lr=1e30, device="cpu")
+    with pytest.raises(fs.TrainingDivergedError, match=r"epoch 1: the loss ran away to .*all-zero weights give"):
+        model.fit(X, y)
+    assert model.history_ == [] and not model.coef_.any()  # its initial weights
+
+
+@pytest.mark.parametrize(("loss", "previous", "finite", "reason"), [
+    (float("nan"), None, True, "the loss became nan"),
+    (1.0, None, False, "the weights became NaN or inf"),
+    (200.0, None, True, "the loss ran away to 200"),
+    (150.0, 1.0, True, "the loss ran away to 150"),
+    (60.0, 0.5, True, "the loss grew from 0.5 to 60 in one epoch"),
+    (60.0, 1.0, True, None),  # large, but neither past 100 log k nor grown 100-fold
+    (1.0, 0.005, True, None),  # grown 200-fold, but under log k: a model still learning
+    (1.0, None, True, None),
+])
+def test_what_counts_as_divergence(loss, previous, finite, reason):
+    from fastsoftmax.solvers.sgd import divergence
+
+    got = divergence(loss, previous, finite, 3)  # log 3 = 1.1: a blow-up past 110
+    assert got == reason if reason is None else got.startswith(reason)
 
 
 def test_save_refuses_non_finite_weights(tmp_path):
@@ -265,6 +357,8 @@ def npy_header_only(shape, dtype="<f4"):
     return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header
 
 
+V3 = dict(format=np.array(FORMAT), input_scale=np.array(1.0))  # crafted()'s fields, as format /3
+
 CRAFTED = {
     "history not a list": (dict(history=np.array('"text"')), "history must be a list"),
     "history a record": (dict(history=np.array('{"epoch": 1}')), "bad epoch record"),
@@ -285,6 +379,20 @@ CRAFTED = {
     "classes other labels": (dict(classes=np.arange(1, 4)), "classes are not the labels 0..2"),
     "classes as floats": (dict(classes=np.arange(3.0)), "classes are not the labels"),
     "weights of objects": (dict(coef=np.array([[None] * 4] * 3, dtype=object)), "holds Python objects"),
+    "weights of float16": (dict(coef=np.zeros((3, 4), np.float16)), "the weights have dtype float16; a model's are"),
+    "weights of longdouble": (dict(coef=np.zeros((3, 4), np.longdouble)),
+                              f"the weights have dtype {np.dtype(np.longdouble)}; a model's are float32 or float64"),
+    "biases of float16": (dict(intercept=np.zeros(3, np.float16)), "the biases have dtype float16"),
+    "weights of no features": (dict(coef=np.zeros((3, 0), np.float32)), "its weights have shape (3, 0), no features"),
+    "weights of no features, standardised": (
+        dict(V3, coef=np.zeros((3, 0), np.float32), feature_mean=np.zeros(4), feature_scale=np.ones(4)),
+        "its weights have shape (3, 0), no features"),
+    "feature names too few": (dict(V3, feature_names=np.array(["a", "b", "c"])),
+                              "its feature_names are not 4 strings, one per feature"),
+    "feature names of numbers": (dict(V3, feature_names=np.arange(4)), "its feature_names are not 4 strings"),
+    "feature names 2-D": (dict(V3, feature_names=np.array([["a", "b", "c", "d"]])), "are not 4 strings"),
+    "feature names repeated": (dict(V3, feature_names=np.array(["a", "b", "a", "d"])), "are not distinct"),
+    "feature names pickled": (dict(V3, feature_names=np.array(list("abcd"), dtype=object)), "holds Python objects"),
 }
 
 
@@ -305,6 +413,16 @@ def test_model_arrays_claiming_gigabytes_are_refused_from_their_headers(tmp_path
     with zipfile.ZipFile(path, "a") as z:
         z.writestr("coef.npy", npy_header_only((2**20, 2**20)))  # 4 TiB claimed, nothing stored
     with pytest.raises(ValueError, match=r"'coef' array claims shape \(1048576, 1048576\) of float32"):
+        fs.SoftmaxRegression.load(path)
+
+
+def test_feature_names_claiming_gigabytes_are_refused_from_their_header(tmp_path):
+    import zipfile
+
+    path = crafted(tmp_path / "m.npz", **V3)
+    with zipfile.ZipFile(path, "a") as z:
+        z.writestr("feature_names.npy", npy_header_only((4,), "<U100000000"))  # 1.6 GB claimed
+    with pytest.raises(ValueError, match=r"'feature_names' array claims shape \(4,\) of <U100000000"):
         fs.SoftmaxRegression.load(path)
 
 

@@ -10,14 +10,9 @@ import fastsoftmax as fs
 from fastsoftmax.ops.dispatch import cuda_available
 
 
-@pytest.fixture(scope="module")
-def fashion():
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FASTSOFTMAX_NO_DOWNLOAD", "1")  # a test never downloads
-        try:
-            return fs.load_dataset("fashion-mnist")
-        except fs.DatasetNotFoundError as e:
-            pytest.skip(f"real Fashion-MNIST absent (apt-get install dataset-fashion-mnist): {e}")
+@pytest.fixture
+def fashion(fashion_mnist):
+    return fashion_mnist
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ import resource
 import signal
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -141,3 +142,110 @@ def test_labels_beyond_the_data_set_are_refused(data_dir):
     code, out, err = limited("fastsoftmax.train", "--data-dir", data_dir, "--device", "cpu")
     assert code == 1
     assert_one_line(err, "label 255 at index 0 is out of range [0, 10)")
+
+
+# What a second signal meets: the first one's clean-up on the way out, then its message being written.
+SECOND_SIGNAL = """
+import os, signal, sys, time
+import fastsoftmax as fs
+from fastsoftmax.cli import common
+from fastsoftmax.train import main
+
+save = fs.SoftmaxRegression.save
+
+def stop_before_epoch_3s_save(model, path, **kwargs):
+    if len(model.history_) == 3:
+        os.kill(os.getpid(), signal.{first})
+        time.sleep(10)  # the first signal's handler raises here
+    save(model, path, **kwargs)
+
+def print_after_another(*args, **kwargs):
+    os.kill(os.getpid(), signal.{second})
+    time.sleep(0.2)
+    print(*args, **kwargs)
+
+fs.SoftmaxRegression.save = stop_before_epoch_3s_save
+common.print = print_after_another  # the message of the interruption, in run_command
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("first,second,status,word", [
+    ("SIGINT", "SIGINT", 130, "interrupted"),
+    ("SIGTERM", "SIGINT", 143, "terminated"),
+    ("SIGINT", "SIGTERM", 130, "interrupted"),
+])
+def test_a_second_signal_does_not_interrupt_the_first_ones_message(data_dir, tmp_path, first, second, status, word):
+    out_dir = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-c", SECOND_SIGNAL.format(first=first, second=second), "--data-dir",
+                           str(data_dir), "--device", "cpu", "--epochs", "5", "--save", str(out_dir / "m.npz")],
+                          capture_output=True, text=True, env=environment(), timeout=120)
+    assert proc.returncode == status, proc.stderr
+    assert_one_line(proc.stderr, f"{word}; the last finished epoch (2) is in {out_dir / 'm.npz'}")
+    assert [p.name for p in out_dir.iterdir()] == ["m.npz"]  # no .tmp, no .lock
+
+
+def test_two_quick_ctrl_cs_end_as_one(data_dir, tmp_path):
+    """Ctrl-C twice, 50 ms apart: the second is ignored, during the clean-up and the exit alike."""
+    proc = subprocess.Popen([sys.executable, "-m", "fastsoftmax.train", "--data-dir", str(data_dir), "--device",
+                             "cpu", "--epochs", str(10**9), "--batch-size", "16", "--save", str(tmp_path / "m.npz")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment(),
+                            preexec_fn=cap)
+    try:
+        for line in proc.stdout:
+            if line.startswith(f"epoch 3/{10**9}"):
+                break
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err  # not killed by the second one (-2)
+    assert_one_line(err, "interrupted; the last finished epoch (", f") is in {tmp_path / 'm.npz'}")
+
+
+def test_dask_missing_names_the_extra(data_dir):
+    code = ("import sys\n"
+            "sys.modules['dask'] = sys.modules['dask.distributed'] = None  # as where Dask is not installed\n"
+            "from fastsoftmax.train import main\n"
+            "sys.exit(main(sys.argv[1:]))\n")
+    proc = subprocess.run([sys.executable, "-c", code, "--data-dir", str(data_dir), "--device", "cpu",
+                           "--dask", "local:2"], capture_output=True, text=True, env=environment(), timeout=120)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert_one_line(proc.stderr, "--dask needs Dask's distributed scheduler: install it with "
+                                 "`pip install fastsoftmax[dask]`")
+
+
+def test_json_to_a_closed_standard_output_is_one_line(data_dir):
+    def closed_stdout():
+        cap()
+        os.close(1)
+
+    proc = subprocess.run([sys.executable, "-m", "fastsoftmax.train", "--data-dir", str(data_dir), "--device", "cpu",
+                           "--epochs", "1", "--json", "-"], stdout=None, stderr=subprocess.PIPE, text=True,
+                          env=environment(), preexec_fn=closed_stdout, timeout=120)
+    assert proc.returncode == 1
+    assert_one_line(proc.stderr, "error: --json -: standard output is closed; give --json a file name")
+
+
+@pytest.mark.parametrize("variable,value,message", [
+    ("NUMBA_DISABLE_JIT", "1", "NUMBA_DISABLE_JIT=1 turns off Numba's compiler, which the CPU kernels need: unset "
+                               "NUMBA_DISABLE_JIT"),
+    ("NUMBA_NUM_THREADS", "0", "NUMBA_NUM_THREADS=0 is not a thread count: set it to a whole number from 1 up"),
+    ("NUMBA_NUM_THREADS", "-1", "NUMBA_NUM_THREADS=-1 is not a thread count"),
+])
+def test_a_numba_environment_that_cannot_work_is_one_line(data_dir, tmp_path, variable, value, message):
+    env = {**environment(), variable: value}
+    for command in (["fastsoftmax.train", "--data-dir", data_dir, "--device", "cpu", "--epochs", "1"],
+                    ["fastsoftmax.predict", "--model", tmp_path / "m.npz", "--data-dir", data_dir,
+                     "--out", tmp_path / "figs"],
+                    ["fastsoftmax.warmup"]):
+        proc = subprocess.run([sys.executable, "-m", *map(str, command)], capture_output=True, text=True, env=env,
+                              timeout=120)
+        assert proc.returncode == 1 and "epoch" not in proc.stdout, proc.stderr
+        assert_one_line(proc.stderr, f"python -m {command[0]}: error: {message}")
+    if variable == "NUMBA_NUM_THREADS":  # the library: at its import, before Numba's own error
+        proc = subprocess.run([sys.executable, "-c", "import fastsoftmax"], capture_output=True, text=True,
+                              env=env, timeout=120)
+        assert proc.returncode == 1 and f"ImportError: {message}" in proc.stderr, proc.stderr

@@ -55,6 +55,19 @@ def test_large_logits_stay_finite(xp, w_dtype):
     assert np.isfinite(to_numpy(dW)).all()
 
 
+@pytest.mark.parametrize("x_dtype", [np.float32, np.float64])
+def test_a_scale_that_shrinks_huge_features_applies_before_the_product(xp, x_dtype):
+    """float32 features near 1e38 with x_scale 1e-38: X @ W as given overflows float32, so the scale is
+    applied first; every kernel then matches the float64 reference, which has no overflow."""
+    X, W, b, y, _ = make_problem(70, 9, 4, np.float32, np.float32, seed=3, logit_scale=30)
+    X = ((np.abs(X) + 1) / (np.abs(X).max() + 1) * 3e38).astype(np.float32)  # finite, up to 3e38
+    assert np.isfinite(X).all() and not np.isfinite(X @ W).all()  # the product as given overflows
+    check_all_kernels(xp, X.astype(x_dtype), W, b, y, 1e-38)
+    W2, b2 = on(xp, np.asfortranarray(W), b)
+    fs.train_epoch(*on(xp, X.astype(x_dtype), y), W2, b2, seed=0, batch_size=16, lr=0.1, x_scale=1e-38)
+    assert np.isfinite(to_numpy(W2)).all()
+
+
 def test_any_memory_order(xp):
     X, W, b, y, x_scale = make_problem(70, 30, 4, np.uint8, np.float32)
     expected = to_numpy(fs.linear_softmax(*on(xp, X, W, b), x_scale=x_scale))
@@ -259,6 +272,8 @@ TRAIN = dict(zip(("X", "W", "b", "y"), GOOD[:4]))
     (dict(seed=0, lr=float("nan")), ValueError, "lr must be a positive finite number, got nan"),
     (dict(seed=0, schedule="step"), ValueError, "schedule must be one of cosine, constant, got 'step'"),
     (dict(seed=0, total_steps=0), ValueError, "total_steps must be an integer >= 1"),
+    (dict(seed=0, start_step=2**63), ValueError, r"start_step must be an integer >= 0 and <= 4611686018427387904"),
+    (dict(seed=0, total_steps=2**64), ValueError, r"total_steps must be an integer >= 1 and <= 4611686018427387904"),
     (dict(seed=0, weight_decay=-0.1), ValueError, "weight_decay must be a non-negative finite number"),
     (dict(seed=0, W=[[0.0] * 3] * 4), TypeError, "W must be a numpy array: train_epoch updates W and b in place"),
     (dict(seed=0, b=np.zeros(3, np.float64)), TypeError, "b has dtype float64; train_epoch updates it in place"),

@@ -211,6 +211,47 @@ def test_a_bad_model_is_a_one_line_error(capsys, data_dir, tmp_path, case):
     assert not (tmp_path / "figs").exists()
 
 
+def test_pngs_that_would_overwrite_an_input_are_refused_before_any_work(capsys, data_dir, model_path, tmp_path,
+                                                                       monkeypatch):
+    def never(*args, **kwargs):
+        raise AssertionError("the data set was loaded")
+
+    monkeypatch.setattr("fastsoftmax.cli.predict.load_dataset", never)
+    out_dir = tmp_path / "figs"
+    out_dir.mkdir()
+    (out_dir / "weights.png").write_bytes(model_path.read_bytes())  # a model kept under a figure's name
+    labels = data_dir / "fashion-mnist" / "t10k-labels-idx1-ubyte.gz"
+    status, _, err = predict(capsys, "--model", out_dir / "weights.png", "--data-dir", data_dir, "--out", out_dir)
+    assert status == 1
+    assert_one_line_error(err, f"--out {out_dir / 'weights.png'} is --model {out_dir / 'weights.png'}, which this "
+                               "run reads: writing it would destroy it; give --out another path")
+    (out_dir / "weights.png").unlink()
+    (out_dir / "confusion.png").hardlink_to(labels)
+    status, _, err = predict(capsys, "--model", model_path, "--data-dir", data_dir, "--out", out_dir)
+    assert status == 1
+    assert_one_line_error(err, f"--out {out_dir / 'confusion.png'} is fashion-mnist's file {labels}")
+    (out_dir / "confusion.png").unlink()
+    (out_dir / "weights.png").symlink_to(out_dir / "predictions.png")
+    status, _, err = predict(capsys, "--model", model_path, "--data-dir", data_dir, "--out", out_dir)
+    assert status == 1
+    assert_one_line_error(err, f"--out {out_dir / 'predictions.png'} and --out {out_dir / 'weights.png'} are the "
+                               "same file")
+    assert sorted(p.name for p in out_dir.iterdir()) == ["weights.png"]
+
+
+def test_a_full_disk_names_the_png(capsys, data_dir, model_path, tmp_path, monkeypatch):
+    import errno
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    status, _, err = predict(capsys, "--model", model_path, "--data-dir", data_dir, "--out", tmp_path / "figs")
+    assert status == 1
+    assert_one_line_error(err, f"No space left on device: '{tmp_path / 'figs' / 'predictions.png'}'")
+    assert list((tmp_path / "figs").iterdir()) == []  # no temporary file left
+
+
 def test_missing_data_is_a_one_line_error(capsys, model_path, tmp_path):
     status, _, err = predict(capsys, "--model", model_path, "--data-dir", tmp_path / "nowhere", "--out", tmp_path)
     assert status == 1

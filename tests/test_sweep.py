@@ -17,6 +17,7 @@ models as for many; one model (a sweep of one) runs the single model's epoch.
 
 import json
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -247,8 +248,39 @@ def test_a_diverging_model_stops_at_its_last_finite_epoch_and_is_never_chosen(da
         SoftmaxRegressionSweep(lrs=(0.1,), weight_decays=(1e4,), epochs=2, batch_size=16, device="cpu").fit(X, y)
 
 
+def test_a_model_whose_loss_runs_away_is_never_chosen(data):
+    """--lr 1e30,0.1: the 1e30 model's loss (~1e31) is divergence in its first epoch, not a candidate."""
+    X, y = data
+    sweep = SoftmaxRegressionSweep(lrs=(1e30, 0.1), weight_decays=(0.0,), epochs=2, device="cpu").fit(X, y)
+    assert list(sweep.cv_results_["diverged_epoch"]) == [1, 0] and sweep.best_params_["lr"] == 0.1
+
+
+def test_float_features_of_any_scale_are_standardised_for_the_grid():
+    """Features from 1e-3 to 1e4 (bench/tables.py): standardised as lr="auto" does, no model of the
+    default grid diverges and the chosen one matches LogisticRegression(); on X as given, every model's
+    loss runs away. The models' weights apply to X's own units."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    from bench.tables import synthetic
+
+    X, y = synthetic()["scales 1e-3..1e4"]
+    sweep = SoftmaxRegressionSweep(device="cpu").fit(X, y)
+    assert not sweep.cv_results_["diverged_epoch"].any()
+    fit_rows, val_rows = sweep.split(len(X))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # lbfgs on features 1e7 apart: its own limit
+        peer = LogisticRegression().fit(X[fit_rows], y[fit_rows]).score(X[val_rows], y[val_rows])
+    assert sweep.best_score_ >= peer - 0.02
+    best = sweep.best_estimator_
+    assert best.feature_scale_ is not None and best.score(X[val_rows], y[val_rows]) == sweep.best_score_
+    with pytest.raises(fs.TrainingDivergedError, match="ran away"):
+        SoftmaxRegressionSweep(standardize=False, device="cpu").fit(X, y)
+
+
 @pytest.mark.parametrize("params,match", [
     (dict(lrs=()), "lrs must be a non-empty sequence"),
+    (dict(standardize="yes"), "standardize must be True or False"),
     (dict(lrs=(0.1, -1)), r"lrs\[1\] must be a positive"),
     (dict(weight_decays=0.1), "weight_decays must be a non-empty sequence"),
     (dict(validation_fraction=1.0), "validation_fraction must be a number between 0 and 1"),

@@ -96,6 +96,12 @@ def test_resume_extends_a_constant_schedule_run(capsys, data_dir, tmp_path):
     (["--dataset", "cifar"], 2, "argument --dataset: invalid choice: 'cifar'"),
     (["--device", "tpu"], 2, "argument --device: invalid choice: 'tpu'"),
     (["--data-dir", "/nonexistent"], 1, "fashion-mnist not found"),
+    (["--dask", "inproc://"], 2, "argument --dask: --dask takes a scheduler's address, tcp://host:port"),
+    (["--dask", "tcp://host"], 2, "or local:N to start N workers here; got 'tcp://host'"),
+    (["--plot", "c.gif"], 2, "argument --plot: 'c.gif': a figure cannot be written as .gif; name a file ending in "
+                             ".png, .pdf, .svg"),
+    (["--plot", "figs/"], 2, "argument --plot: 'figs/' names a folder; give a file name, such as figs/curves.png"),
+    (["--save", "out/"], 2, "argument --save: 'out/' names a folder; give a file name, such as out/model.npz"),
 ])
 def test_bad_input_is_one_line_on_stderr(capsys, args, status, message):
     code, out, err = train(capsys, *args)
@@ -193,6 +199,65 @@ def test_special_files_are_refused_before_training(capsys, data_dir, tmp_path, f
     assert null.is_symlink() and stat.S_ISCHR(os.stat("/dev/null").st_mode)
 
 
+@pytest.mark.parametrize("name,magic", [("c.pdf", b"%PDF"), ("c.svg", b"<?xml"), ("c.jpg", b"\xff\xd8\xff"),
+                                        ("c.jpeg", b"\xff\xd8\xff"), ("c.PNG", b"\x89PNG"), ("curves", b"\x89PNG")])
+def test_plot_writes_the_format_its_extension_names(capsys, data_dir, tmp_path, name, magic):
+    code, out, err = train(capsys, "--data-dir", str(data_dir), "--device", "cpu", "--epochs", "1", "--quiet",
+                           "--plot", str(tmp_path / name))
+    assert code == 0, err
+    assert (tmp_path / name).read_bytes().startswith(magic)
+
+
+def test_an_existing_folder_as_plot_names_a_file_in_it(capsys, data_dir, tmp_path):
+    code, out, err = train(capsys, "--data-dir", str(data_dir), "--device", "cpu", "--epochs", "1",
+                           "--plot", str(tmp_path))
+    assert code == 1 and f"--plot: {tmp_path} is a folder" in err and f"such as {tmp_path / 'curves.png'}" in err
+    assert len(err.strip().splitlines()) == 1 and not epoch_lines(out)
+
+
+def outputs_apart_cases(data_dir, tmp_path):
+    """(flags, the message's start): outputs that are one file, or a file the run reads."""
+    labels = data_dir / "train-labels-idx1-ubyte.gz"
+    (tmp_path / "hard.gz").hardlink_to(data_dir / "t10k-images-idx3-ubyte.gz")
+    (tmp_path / "soft.gz").symlink_to(labels)
+    (tmp_path / "link.png").symlink_to(tmp_path / "c.png")
+    (tmp_path / "kept.npz").write_bytes(b"a model")
+    (tmp_path / "kept.png").symlink_to(tmp_path / "kept.npz")
+    return [
+        (["--save", str(tmp_path / "k.npz"), "--json", str(tmp_path / "k.npz")],
+         f"--save {tmp_path / 'k.npz'} and --json {tmp_path / 'k.npz'} are the same file"),
+        (["--json", str(tmp_path / "c.png"), "--plot", str(tmp_path / "link.png")],
+         f"--json {tmp_path / 'c.png'} and --plot {tmp_path / 'link.png'} are the same file"),
+        (["--save", str(labels)], f"--save {labels} is fashion-mnist's file {labels}, which this run reads"),
+        (["--save", str(data_dir / "train-labels-idx1-ubyte")],  # read before the .gz by every later run
+         f"--save {data_dir / 'train-labels-idx1-ubyte'} would be read in place of fashion-mnist's file {labels} "
+         "by the next run"),
+        (["--save", str(tmp_path / "soft.gz")], f"--save {tmp_path / 'soft.gz'} is fashion-mnist's file {labels}"),
+        (["--json", str(tmp_path / "hard.gz")], f"--json {tmp_path / 'hard.gz'} is fashion-mnist's file "
+                                                f"{data_dir / 't10k-images-idx3-ubyte.gz'}"),
+        (["--resume", str(tmp_path / "kept.npz"), "--plot", str(tmp_path / "kept.png")],
+         f"--plot {tmp_path / 'kept.png'} is --resume {tmp_path / 'kept.npz'}, which this run reads"),
+        (["--resume", str(tmp_path / "kept.npz"), "--json", str(tmp_path / "kept.npz")],
+         f"--json {tmp_path / 'kept.npz'} is --resume {tmp_path / 'kept.npz'}, which this run reads"),
+    ]
+
+
+def test_outputs_that_are_one_file_or_an_input_are_refused_before_loading(capsys, data_dir, tmp_path, monkeypatch):
+    def never(*args, **kwargs):
+        raise AssertionError("the data set was loaded")
+
+    before = {p: p.read_bytes() for p in data_dir.iterdir()}
+    cases = outputs_apart_cases(data_dir, tmp_path)
+    monkeypatch.setattr("fastsoftmax.cli.train.load_dataset", never)
+    monkeypatch.setattr(fs.SoftmaxRegression, "load", never)  # --resume's model: refused before it is read too
+    for flags, message in cases:
+        code, out, err = train(capsys, "--data-dir", str(data_dir), "--device", "cpu", "--epochs", "1", *flags)
+        assert code in (1, 2) and message in err and "give" in err, err
+        assert len(err.strip().splitlines()) == 1 and not epoch_lines(out)
+    assert {p: p.read_bytes() for p in data_dir.iterdir()} == before
+    assert (tmp_path / "kept.npz").read_bytes() == b"a model" and not (tmp_path / "k.npz").exists()
+
+
 def test_an_unwritable_output_fails_before_training(capsys, data_dir, tmp_path):
     (tmp_path / "file").write_text("")
     code, out, err = train(capsys, "--data-dir", str(data_dir), "--device", "cpu", "--epochs", "1",
@@ -238,6 +303,27 @@ def test_a_failing_json_does_not_skip_the_plot(capsys, data_dir, tmp_path, monke
                            "--json", str(tmp_path / "r.json"), "--plot", str(tmp_path / "c.png"))
     assert code == 1 and f"--json {tmp_path / 'r.json'}: No space left on device" in err
     assert (tmp_path / "c.png").is_file()
+
+
+def test_a_full_disk_names_the_checkpoint_and_the_epoch_it_holds(capsys, data_dir, tmp_path, monkeypatch):
+    import errno
+    import os
+
+    save = fs.SoftmaxRegression.save
+
+    def full_in_epoch_3(model, path, **kwargs):
+        if len(model.history_) == 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        save(model, path, **kwargs)
+
+    monkeypatch.setattr(fs.SoftmaxRegression, "save", full_in_epoch_3)
+    path = tmp_path / "m.npz"
+    code, out, err = train(capsys, "--data-dir", str(data_dir), "--device", "cpu", "--epochs", "5", "--quiet",
+                           "--save", str(path))
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "Errno" not in err
+    assert (f"error: --save {path}: could not write epoch 3: No space left on device; it still holds epoch 2: "
+            f"free some space and continue with --resume {path} --save {path}") in err
+    assert len(fs.SoftmaxRegression.load(path).history_) == 2
 
 
 def test_interrupted_names_a_checkpoint_only_once_one_is_written(capsys, data_dir, tmp_path, monkeypatch):
@@ -293,6 +379,19 @@ def test_resume_refuses_flags_that_change_the_steps_taken(capsys, data_dir, tmp_
     assert "already trained 3 epochs" in err
 
 
+def test_resume_without_save_says_the_run_is_not_kept(capsys, data_dir, tmp_path):
+    common = ["--data-dir", str(data_dir), "--device", "cpu", "--schedule", "constant"]
+    assert train(capsys, *common, "--epochs", "1", "--quiet", "--save", str(tmp_path / "m.npz"))[0] == 0
+    code, out, err = train(capsys, *common, "--epochs", "2", "--resume", str(tmp_path / "m.npz"))
+    assert code == 0 and "epoch 2/2" in out
+    assert err == (f"python -m fastsoftmax.train: note: --resume without --save: the continued run is not saved; "
+                   f"add --save {tmp_path / 'm.npz'} to keep it\n")
+    code, out, err = train(capsys, *common, "--epochs", "2", "--resume", str(tmp_path / "m.npz"),
+                           "--save", str(tmp_path / "m.npz"))
+    assert code == 0 and err == ""  # the same file: the normal way to continue a run
+    assert len(fs.SoftmaxRegression.load(tmp_path / "m.npz").history_) == 2
+
+
 def test_resume_of_a_crafted_model_is_one_line(capsys, data_dir, tmp_path):
     path = tmp_path / "m.npz"
     np.savez(path, format=np.array("fastsoftmax.SoftmaxRegression/1"), coef=np.zeros((10, 16), np.float32),
@@ -330,20 +429,75 @@ def test_the_data_sets_classes_reach_the_model_and_predict(capsys, tmp_path):
 
 def test_divergence_names_the_flags_and_saves_nothing_non_finite(capsys, data_dir, tmp_path):
     code, out, err = train(capsys, "--data-dir", str(data_dir), "--device", "cpu", "--epochs", "60", "--quiet",
-                           "--schedule", "constant", "--weight-decay", "10", "--save", str(tmp_path / "m.npz"))
+                           "--schedule", "constant", "--weight-decay", "5", "--save", str(tmp_path / "m.npz"))
     assert code == 1 and len(err.strip().splitlines()) == 1
-    assert "training diverged in epoch" in err and "(--lr 0.5, --weight-decay 10.0); try a smaller --lr" in err
+    assert "training diverged in epoch" in err and "(--lr 0.5, --weight-decay 5.0); try a smaller --lr" in err
     model = fs.SoftmaxRegression.load(tmp_path / "m.npz")  # finite, or load would refuse it
     assert f"the last finite epoch ({len(model.history_)}) is in {tmp_path / 'm.npz'}" in err
 
 
+def test_a_loss_that_runs_away_stops_in_its_first_epoch_with_one_line(capsys, data_dir, tmp_path):
+    """--lr 1e30 --epochs 2 --save m.npz: exit 1 naming the flags, nothing saved (was exit 0, a loss of
+    8.7e30 and a saved model)."""
+    code, out, err = train(capsys, "--data-dir", str(data_dir), "--device", "cpu", "--epochs", "2", "--quiet",
+                           "--lr", "1e30", "--save", str(tmp_path / "m.npz"))
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert "training diverged in epoch 1: the loss ran away" in err and "--lr 1e+30" in err
+    assert not (tmp_path / "m.npz").exists()
+
+
 def test_a_run_that_goes_nowhere_ends_with_one_warning_line(capsys, data_dir):
     code, out, err = train(capsys, "--data-dir", str(data_dir), "--device", "cpu", "--epochs", "3", "--quiet",
-                           "--lr", "1000")
+                           "--lr", "30")
     assert code == 0 and out.startswith("test accuracy")
     assert len(err.strip().splitlines()) == 1
-    assert "warning: the training loss is" in err and "--lr 1000 is likely too large" in err
+    assert "warning: the training loss is" in err and "--lr 30 is likely too large" in err
     code, _, err = train(capsys, "--data-dir", str(data_dir), "--device", "cpu", "--epochs", "3", "--quiet")
+    assert code == 0 and err == ""
+
+
+def test_an_epoch_of_many_steps_is_announced(capsys, tmp_path):
+    """Batches of 1 over 10,001 images: a line says the epoch's steps, and the training is as without it."""
+    many = make_dataset_dir(tmp_path / "many", n_train=10_001, n_test=10)
+    common = ["--data-dir", str(many), "--device", "cpu", "--epochs", "1", "--batch-size", "1", "--lr", "0.01"]
+    code, out, err = train(capsys, *common, "--save", str(tmp_path / "m.npz"))
+    assert code == 0, err
+    notes = [line for line in out.splitlines() if line.startswith("note: an epoch takes")]
+    assert notes == ["note: an epoch takes 10,001 steps (--batch-size 1 on 10,001 images); the progress shows once "
+                     "an epoch"]
+    data = fs.load_dataset(data_dir=many)
+    alone = fs.SoftmaxRegression(epochs=1, batch_size=1, lr=0.01, device="cpu").fit(
+        data.x_train, data.y_train, classes=data.classes)
+    np.testing.assert_array_equal(fs.SoftmaxRegression.load(tmp_path / "m.npz").coef_, alone.coef_)
+    code, out, err = train(capsys, *common[:-4])  # batches of 256: no note
+    assert code == 0 and "note:" not in out
+
+
+def test_one_epoch_and_one_thread_are_singular(capsys, data_dir):
+    import numba
+
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        code, out, err = train(capsys, "--data-dir", str(data_dir), "--device", "cpu", "--epochs", "1")
+        lbfgs = train(capsys, "--data-dir", str(data_dir), "--device", "cpu", "--solver", "lbfgs",
+                      "--max-iter", "1")
+    finally:
+        numba.set_num_threads(threads)
+    assert code == 0, err
+    assert "|  1 epoch in " in out and "device cpu (Numba, 1 thread)" in out and "1 threads" not in out
+    assert lbfgs[0] == 0 and "|  1 lbfgs iteration in " in lbfgs[1]
+
+
+def test_a_sweep_left_few_training_images_warns(capsys, data_dir):
+    code, out, err = train(capsys, "--data-dir", str(data_dir), "--device", "cpu", "--epochs", "1",
+                           "--lr", "0.1,0.5", "--validation-fraction", "0.99999")
+    assert code == 0 and "1 train + 299 validation" in out
+    assert err == ("python -m fastsoftmax.train: warning: --validation-fraction 0.99999 leaves 1 training image for "
+                   "10 classes (299 held out), fewer than 10 per class: the models learn from next to nothing; "
+                   "lower --validation-fraction (or train on more images)\n")
+    code, out, err = train(capsys, "--data-dir", str(data_dir), "--device", "cpu", "--epochs", "1",
+                           "--lr", "0.1,0.5")
     assert code == 0 and err == ""
 
 
@@ -403,7 +557,14 @@ def test_lbfgs_ctrl_c_saves_the_last_iterate(capsys, data_dir, tmp_path, monkeyp
     assert len(fs.SoftmaxRegression.load(tmp_path / "m.npz").history_) == done >= 1
 
 
-def test_flags_refuse_the_other_solvers_penalty(capsys, data_dir):
-    status, _, err = train(capsys, "--data-dir", str(data_dir), "--device", "cpu", "--solver", "lbfgs",
-                           "--weight-decay", "0.1")
-    assert status == 1 and "weight_decay=0.1 is the sgd penalty" in err
+@pytest.mark.parametrize("flags,message", [
+    (["--C", "2"], "--C 2 is the lbfgs solver's penalty; --solver sgd (the default) takes --weight-decay instead: "
+                   "leave --C out, or use --solver lbfgs"),
+    (["--solver", "lbfgs", "--weight-decay", "1e-4"], "--weight-decay 0.0001 is the sgd solver's penalty; --solver "
+                                                      "lbfgs takes --C instead: leave --weight-decay out"),
+    (["--solver", "lbfgs", "--weight-decay", "0.1,0.2"], "--weight-decay 0.1,0.2 is the sgd solver's penalty"),
+])
+def test_flags_refuse_the_other_solvers_penalty(capsys, flags, message):
+    """A usage error in the flags' names, right after parsing: before the data (here missing) is looked for."""
+    status, out, err = train(capsys, "--data-dir", "/nonexistent", *flags)
+    assert status == 2 and message in err and len(err.strip().splitlines()) == 1, err

@@ -6,13 +6,16 @@ import argparse
 import contextlib
 import logging
 import os
+import urllib.parse
 
 # --dask local:N starts at most this many worker processes per core.
 WORKERS_PER_CORE = 4
 
 
 def parse_scheduler(text: str) -> str:
-    """--dask's word: a scheduler address, or local:N with 1 <= N <= WORKERS_PER_CORE per core."""
+    """--dask's word: a scheduler's TCP address, tcp://host:port (or host:port), or local:N with
+    1 <= N <= WORKERS_PER_CORE per core. Other words (inproc://, a host without a port) are refused
+    here, where dask.distributed would fail on them with a message that names neither."""
     if text.startswith("local:"):
         limit = WORKERS_PER_CORE * (os.cpu_count() or 1)
         count = text.removeprefix("local:")
@@ -20,9 +23,17 @@ def parse_scheduler(text: str) -> str:
             raise ValueError(f"--dask local:N takes a worker count N from 1 to {limit} "
                              f"({WORKERS_PER_CORE} per core), got {text!r}")
         return f"local:{int(count)}"
-    if not text or any(c.isspace() for c in text):
-        raise ValueError(f"--dask takes a scheduler address (tcp://host:8786) or local:N, got {text!r}")
-    return text
+    address = text if "://" in text else f"tcp://{text}"
+    try:
+        parts = urllib.parse.urlsplit(address)
+        port = parts.port
+    except ValueError:  # a port out of range, or a malformed host
+        parts, port = None, None
+    if (parts is None or parts.scheme != "tcp" or not parts.hostname or not port or parts.username
+            or parts.path or parts.query or parts.fragment or any(c.isspace() for c in text)):
+        raise ValueError(f"--dask takes a scheduler's address, tcp://host:port (e.g. tcp://10.0.0.5:8786) or "
+                         f"host:port, or local:N to start N workers here; got {text!r}")
+    return address
 
 
 @contextlib.contextmanager

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io.atomic import check_outputs
+from ..io.atomic import check_apart, check_outputs
 from ..io.datasets import DATASET_NAMES, load_dataset
 from ..models.estimator import SoftmaxRegression
-from .common import Parser, positive_int, run_command
+from ..ops.dispatch import resolve_device
+from .common import Parser, data_inputs, positive_int, run_command
 from .report import confusion_matrix, most_confused, per_class_accuracy, plot_confusion, plot_predictions, plot_weights
 
 PROG = "python -m fastsoftmax.predict"
@@ -105,8 +106,17 @@ def draw(model, data, y_pred, counts, n, out):
     return paths
 
 
+def check_inputs_kept(args):
+    """OutputError unless each PNG is a file of its own, none of them the model or a data file that this
+    run reads (a symlink or hard link to one included): before any work."""
+    inputs = [("--model", args.model), *data_inputs(args.dataset, args.data_dir)]
+    check_apart([("--out", path) for path in figure_paths(args.out)], inputs)
+
+
 def run(args):
     check_outputs(("--out", path) for path in figure_paths(args.out))  # an unwritable --out fails before any work
+    check_inputs_kept(args)
+    resolve_device("cpu")  # the model predicts on the CPU: fail where its kernels cannot run before any work
     model = SoftmaxRegression.load(args.model)  # a bad model file fails before the data loads
     data = load_dataset(args.dataset, args.data_dir)
     check_fits(model, data, args.model)
@@ -127,9 +137,10 @@ def run(args):
         print(f"wrote {path}")
 
 
-def main(argv=None):
-    return run_command(PROG, run, build_parser().parse_args(argv))
+def main(argv=None, *, exiting=False):
+    """The command line; `exiting`: the process exits with the status it returns (run_command)."""
+    return run_command(PROG, run, build_parser().parse_args(argv), exiting=exiting)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(exiting=True))

@@ -1,6 +1,7 @@
 """What a model gets right and wrong, in numbers and figures: the confusion matrix, per-class
 accuracy and the class pairs mixed up most (printed by ``fastsoftmax.predict``), and the figures,
-drawn headless (Agg) and written atomically as PNG, which use the same numbers.
+drawn headless (Agg) and written atomically in the format their file's extension names (PNG,
+PDF, SVG, JPEG: common.figure_format), which use the same numbers.
 
 Each plot_* function saves its figure and returns it (closed): tests read what
 was drawn from its axes (titles, image data) and the PNG's size from
@@ -21,6 +22,7 @@ import numpy as np
 
 from ..io.atomic import atomic_write
 from ..ops.validation import check_labels
+from .common import figure_format
 
 DPI = 100
 CELL = 1.6  # inches per image panel: a 28x28 image at ~5 px per pixel, titles fit the longest class name
@@ -81,9 +83,13 @@ def most_confused(counts: np.ndarray, top: int = 5) -> list[ConfusedPair]:
 
 
 def save_figure(fig, path):
-    with atomic_write(path) as f:
-        fig.savefig(f, format="png", dpi=DPI)
-    plt.close(fig)
+    """Write fig to path in the format its extension names (a file object gives matplotlib no name to read);
+    the figure is closed whether or not the write succeeds."""
+    try:
+        with atomic_write(path) as f:
+            fig.savefig(f, format=figure_format(path), dpi=DPI)
+    finally:
+        plt.close(fig)
 
 
 def _finish(fig, path, title):

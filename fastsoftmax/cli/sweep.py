@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import statistics
+import sys
 import time
 
 import numpy as np
@@ -27,15 +28,18 @@ from ..models.hyperparameters import HYPERPARAMETERS
 from ..models.sweep import SHARED, VALIDATION_FRACTION, SoftmaxRegressionSweep
 from ..ops.dispatch import device_name, resolve_device
 from ..ops.validation import Rule
-from .common import Explicit, flag_type, given
+from .common import Explicit, flag_type, given, plural, save_error, steps_note
 
 FRACTION = Rule(float, low=0, strict=True)  # and below 1: SoftmaxRegressionSweep checks the rest
+# Training rows per class below which a line warns that --validation-fraction leaves the models too few to learn from.
+FEW_PER_CLASS = 10
 
 
 def add_arguments(parser):
     parser.add_argument("--validation-fraction", metavar="F", type=flag_type(FRACTION), default=VALIDATION_FRACTION,
                         action=Explicit, help="with several --lr or --weight-decay values: the share of the "
-                        f"training images held out to choose the model by (default: {VALIDATION_FRACTION})")
+                        f"training images held out to choose the model by (default: {VALIDATION_FRACTION}); "
+                        f"one that leaves fewer than {FEW_PER_CLASS} training images per class is warned about")
 
 
 def sweeping(args) -> bool:
@@ -83,6 +87,9 @@ def train(args, sweep, data, device, out, checkpoint):
         f"{data.source}; device {device_name(device)}; sweep of {len(grid)} models (lr "
         f"{_listed(sweep.lrs)} x weight decay {_listed(sweep.weight_decays)}), "
         "one pass per epoch")
+    warn_if_few(args, len(data.x_train) - held, held, len(data.classes))
+    if note := steps_note(len(data.x_train) - held, sweep.batch_size):
+        say(note)
     bar = tqdm(total=sweep.epochs, unit="epoch", leave=False, disable=True if args.quiet else None)
     clock = [time.perf_counter()]
 
@@ -96,7 +103,10 @@ def train(args, sweep, data, device, out, checkpoint):
         clock[0] = now
         bar.update()
         if args.save:  # the best model of each epoch: an interrupted sweep loses one epoch at most
-            sweep.best_estimator_.save(args.save, dataset=data.name)
+            try:
+                sweep.best_estimator_.save(args.save, dataset=data.name)
+            except OSError as e:  # a full disk: the line says which epoch's choice the file still holds
+                raise save_error(e, args.save, f"epoch {epoch}", checkpoint, resumable=False) from e
             checkpoint["epoch"] = epoch
 
     start = time.perf_counter()
@@ -113,7 +123,8 @@ def train(args, sweep, data, device, out, checkpoint):
     epoch_seconds = statistics.median(r["train_seconds"] for r in model.history_)  # the sweep's epochs
     fit_rows = len(data.x_train) - held
     print(f"chosen: lr {sweep.best_params_['lr']:g}, weight decay {sweep.best_params_['weight_decay']:g} (val acc "
-          f"{sweep.best_score_:.4f})  test accuracy {test_acc:.4f}  |  {len(grid)} models x {sweep.epochs} epochs in "
+          f"{sweep.best_score_:.4f})  test accuracy {test_acc:.4f}  |  {len(grid)} models x "
+          f"{plural(sweep.epochs, 'epoch')} in "
           f"{seconds:.2f} s (median epoch {epoch_seconds * 1e3:.1f} ms, "
           f"{len(grid) * fit_rows / epoch_seconds:,.0f} model-examples/s)  |  device {device_name(device)}", file=out)
     last = model.history_[-1]
@@ -126,6 +137,16 @@ def train(args, sweep, data, device, out, checkpoint):
             "test_acc": test_acc, "val_acc": sweep.best_score_, "train_acc": last["train_acc"], "loss": last["loss"],
             "chosen": sweep.best_params_, "validation_rows": held, "models": models, "seconds": seconds,
             "median_epoch_seconds": epoch_seconds, "params": model.get_params(), "history": model.history_}
+
+
+def warn_if_few(args, fit_rows, held, n_classes):
+    """One warning line on stderr where --validation-fraction leaves fewer than FEW_PER_CLASS training
+    images per class: the sweep still runs, but its models learn from next to nothing."""
+    if fit_rows < FEW_PER_CLASS * n_classes:
+        print(f"python -m fastsoftmax.train: warning: --validation-fraction {args.validation_fraction:g} leaves "
+              f"{plural(fit_rows, 'training image')} for {n_classes} classes ({held} held out), fewer than "
+              f"{FEW_PER_CLASS} per class: the models learn from next to nothing; lower --validation-fraction "
+              "(or train on more images)", file=sys.stderr)
 
 
 def _listed(values):

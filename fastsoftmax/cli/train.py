@@ -20,15 +20,28 @@ import warnings
 from sklearn.exceptions import ConvergenceWarning
 from tqdm import tqdm
 
-from ..io.atomic import atomic_write, check_outputs, exclusive
+from ..io.atomic import OutputError, atomic_write, check_apart, check_outputs, exclusive
 from ..io.datasets import DATASET_NAMES, load_dataset
 from ..io.idx import MAX_BYTES
-from ..models.estimator import SoftmaxRegression, TrainingDivergedError
-from ..models.hyperparameters import HYPERPARAMETERS
+from ..models.estimator import AUTO_STEPS, SoftmaxRegression, TrainingDivergedError
+from ..models.hyperparameters import DEFAULTS, HYPERPARAMETERS
 from ..ops.dispatch import device_name, resolve_device
 from ..solvers.dask import persist
 from . import sweep
-from .common import Explicit, Parser, add_hyperparameters, given, run_command
+from .common import (
+    Explicit,
+    Parser,
+    add_hyperparameters,
+    data_inputs,
+    figure_file,
+    figure_formats,
+    given,
+    output_file,
+    plural,
+    run_command,
+    save_error,
+    steps_note,
+)
 from .dask import connect, scheduler_flag
 from .warmup import fit_kernels
 
@@ -37,6 +50,8 @@ STDOUT = ("-", "/dev/stdout")  # --json to standard output
 # What --resume keeps: each changes the steps already taken (or, for the seed,
 # the order of the rows), so a resumed run would not be the run it continues.
 KEPT_ON_RESUME = ("solver", "batch_size", "lr", "schedule", "weight_decay", "seed")
+# The outputs: (flag, the name of its value in args, the file name a folder given for it is told to add).
+OUTPUTS = (("--save", "save", "model.npz"), ("--json", "json", "results.json"), ("--plot", "plot", "curves.png"))
 
 
 def build_parser():
@@ -52,19 +67,53 @@ def build_parser():
                    help="train on a Dask cluster: a scheduler's address, or local:N to start N local worker "
                         "processes; the training images are read chunk by chunk (memory-mapped from a raw, "
                         "not .gz, file, so they may outgrow memory)")
-    p.add_argument("--save", metavar="PATH", help="save the model (.npz), also after every epoch")
+    p.add_argument("--save", metavar="PATH", type=output_file("model.npz"),
+                   help="save the model (.npz), also after every epoch")
     p.add_argument("--resume", metavar="PATH",
-                   help="continue a run from a model saved with --save (flags left out keep the run's values)")
-    p.add_argument("--plot", metavar="PATH", help="save the training curves as a PNG")
-    p.add_argument("--json", metavar="PATH", help="write the results as JSON ('-': standard output)")
+                   help="continue a run from a model saved with --save (flags left out keep the run's values; "
+                        "--save the same PATH to keep it going)")
+    p.add_argument("--plot", metavar="PATH", type=figure_file("curves.png"),
+                   help=f"save the training curves as a figure, in the format its extension names "
+                        f"({', '.join(figure_formats())}; none: png)")
+    p.add_argument("--json", metavar="PATH", type=output_file("results.json"),
+                   help="write the results as JSON ('-': standard output)")
     p.add_argument("--quiet", action="store_true", help="print the summary only")
     return p
 
 
+def check_solver_flags(parser, args):
+    """--C with SGD or --weight-decay with lbfgs: a usage error naming the flags, right after parsing
+    (SoftmaxRegression.validate_params refuses the same pairs, in its parameters' names)."""
+    solver, other = args.solver, "lbfgs" if args.solver == "sgd" else "sgd"
+    refused, takes = ("C", "--weight-decay") if solver == "sgd" else ("weight_decay", "--C")
+    value = getattr(args, refused)
+    if value != DEFAULTS[refused]:
+        flag = "--" + refused.replace("_", "-")
+        shown = ",".join(f"{v:g}" for v in (value if isinstance(value, tuple) else (value,)))
+        default = " (the default)" if solver == DEFAULTS["solver"] else ""
+        parser.error(f"{flag} {shown} is the {other} solver's penalty; --solver {solver}{default} takes {takes} "
+                     f"instead: leave {flag} out, or use --solver {other}")
+
+
+def output_files(args):
+    """(flag, path, example file name) of each output; --json - (standard output) has no path."""
+    return [(flag, None if name == "json" and args.json in STDOUT else getattr(args, name), example)
+            for flag, name, example in OUTPUTS]
+
+
 def check_output_flags(args):
     """Before any work: OutputError naming the flag unless every output path can be written."""
-    json_file = None if args.json in STDOUT else args.json
-    check_outputs((("--save", args.save), ("--json", json_file), ("--plot", args.plot)))
+    if args.json in STDOUT and (sys.stdout is None or sys.stdout.closed):
+        raise OutputError(f"--json {args.json}: standard output is closed; give --json a file name, or run "
+                          "with standard output open")
+    check_outputs(output_files(args))
+
+
+def check_inputs_kept(args, dataset):
+    """Before loading data: OutputError unless each output is a file of its own and none is one the run
+    reads (the data set's four files, --resume's model, which --save alone may continue)."""
+    inputs = [("--resume", args.resume), *data_inputs(dataset, args.data_dir)]
+    check_apart([output[:2] for output in output_files(args)], inputs, rewrites={("--save", "--resume")})
 
 
 def resumed_model(args):
@@ -91,7 +140,8 @@ def resumed_model(args):
                          "or start a new run")
     epochs = args.epochs if "epochs" in typed else saved["epochs"]
     if epochs != saved["epochs"] and saved["schedule"] != "constant":
-        raise ValueError(f"{args.resume} follows a {saved['schedule']} schedule over {saved['epochs']} epochs; "
+        raise ValueError(f"{args.resume} follows a {saved['schedule']} schedule over "
+                         f"{plural(saved['epochs'], 'epoch')}; "
                          f"--epochs {epochs} would change the learning rate of every step: resume with "
                          f"--epochs {saved['epochs']} (or leave it out); only a constant schedule can be extended")
     model.set_params(epochs=epochs, device=args.device, warm_start=True)
@@ -102,6 +152,7 @@ def run(args, checkpoint):
     json_to_stdout = args.json in STDOUT
     out = sys.stderr if json_to_stdout else sys.stdout  # --json -: standard output holds just the JSON
     check_output_flags(args)
+    check_inputs_kept(args, args.dataset)
     if sweep.sweeping(args):  # several --lr or --weight-decay values: cli/sweep.py
         if args.dask:
             raise ValueError("--dask trains one model; a sweep (several --lr or --weight-decay values) runs in "
@@ -110,12 +161,14 @@ def run(args, checkpoint):
         return
     if args.resume:  # warm_start resumes the schedule after the epochs already in history_
         model, dataset = resumed_model(args)
+        if dataset != args.dataset:  # the saved run's data set, whose files may lie elsewhere
+            check_inputs_kept(args, dataset)
     else:
         model = SoftmaxRegression(**{p.name: getattr(args, p.name) for p in HYPERPARAMETERS if p.flag})
         dataset = args.dataset
     done = len(getattr(model, "history_", []))
     if done >= model.epochs:
-        raise ValueError(f"{args.resume} has already trained {done} epochs; ask for more with --epochs")
+        raise ValueError(f"{args.resume} has already trained {plural(done, 'epoch')}; ask for more with --epochs")
     device = resolve_device(args.device)  # fail on a missing GPU before loading data
     # One run at a time writes a checkpoint: two would interleave their epochs in one file.
     with (exclusive(args.save, "--save") if args.save else contextlib.nullcontext(),
@@ -130,6 +183,9 @@ def run(args, checkpoint):
 def train(args, model, data, device, done, out, checkpoint, client=None):
     """The fit of the command line, from its first line to its summary: the results for --json."""
     say = (lambda line: None) if args.quiet else (lambda line: tqdm.write(line, file=out))
+    if args.resume and not args.save:  # a note, not an error: a trial continuation may be what is wanted
+        print(f"{PROG}: note: --resume without --save: the continued run is not saved; add --save {args.resume} "
+              "to keep it", file=sys.stderr)
     announce(say, args, model, data, device, done, client)
     # The fit's kernels compiled (or loaded from the cache) before its first epoch, a line saying so as they compile.
     compile_seconds, compiled = (0.0, False) if client is not None else fit_kernels(
@@ -139,7 +195,10 @@ def train(args, model, data, device, done, out, checkpoint, client=None):
     seconds = time.perf_counter() - start
     report_warnings(caught, model, say)
     if model.solver == "lbfgs" and args.save:
-        model.save(args.save, dataset=data.name)
+        try:
+            model.save(args.save, dataset=data.name)
+        except OSError as e:
+            raise save_error(e, args.save, "the result", checkpoint, resumable=False) from e
     last = model.history_[-1]
     result = {"dataset": data.name, "device": device, "device_name": device_name(device),
               "solver": model.solver, "test_acc": last["test_acc"], "train_acc": last["train_acc"],
@@ -154,11 +213,17 @@ def announce(say, args, model, data, device, done, client):
         f"device {device_name(device)}; solver {model.solver}")
     if client is not None:
         workers = client.scheduler_info()["workers"].values()
-        say(f"dask: {len(workers)} workers ({sum(w['nthreads'] for w in workers)} threads) at "
+        threads = sum(w["nthreads"] for w in workers)
+        say(f"dask: {plural(len(workers), 'worker')} ({plural(threads, 'thread')}) at "
             f"{client.scheduler.address}; {data.x_train.numblocks[0]} chunks of up to "
             f"{data.x_train.chunks[0][0]} images")
     if done:
         say(f"resuming from {args.resume} after epoch {done}")
+    if model.solver == "sgd":  # lr="auto" trains in batches of at most 1/AUTO_STEPS of the rows
+        rows = len(data.x_train)
+        batch = min(model.batch_size, max(1, rows // AUTO_STEPS)) if model.lr == "auto" else model.batch_size
+        if note := steps_note(rows, batch):
+            say(note)
 
 
 def fit(args, model, data, done, say, checkpoint):
@@ -182,7 +247,10 @@ def fit(args, model, data, done, say, checkpoint):
         # A checkpoint per epoch: an interrupted run loses one epoch at most. lbfgs has none per
         # iteration: the run ends (or is interrupted) with one --save.
         if args.save and not lbfgs:
-            model.save(args.save, dataset=data.name)
+            try:
+                model.save(args.save, dataset=data.name)
+            except OSError as e:  # a full disk: the line says which epoch the checkpoint still holds
+                raise save_error(e, args.save, f"epoch {record['epoch']}", checkpoint) from e
             checkpoint["epoch"] = record["epoch"]
 
     try:
@@ -212,7 +280,8 @@ def report_warnings(caught, model, say):
         elif issubclass(w.category, ConvergenceWarning):  # solvers/sgd.py's warn_if_not_learning
             fixes = "lower --lr" if model.lr == "auto" else "leave --lr at auto, lower it,"
             print(f"{PROG}: warning: the training loss is {model.history_[-1]['loss']:.4g} after "
-                  f"{len(model.history_)} epochs, above all-zero weights' ({math.log(len(model.classes_)):.3g}): "
+                  f"{plural(len(model.history_), 'epoch')}, above all-zero weights' "
+                  f"({math.log(len(model.classes_)):.3g}): "
                   f"--lr {model.lr_:g} is likely too large for these features' scale; {fixes} or use --solver "
                   "lbfgs", file=sys.stderr)
         else:
@@ -224,13 +293,13 @@ def summary(model, data, device, ran, seconds, out):
     last = model.history_[-1]
     if model.solver == "lbfgs":
         print(f"test accuracy {last['test_acc']:.4f}  train accuracy {last['train_acc']:.4f}  |  "
-              f"{len(ran)} lbfgs iterations in {seconds:.2f} s, objective {last['loss']:.6f}, gradient max "
+              f"{plural(len(ran), 'lbfgs iteration')} in {seconds:.2f} s, objective {last['loss']:.6f}, gradient max "
               f"{last['grad_max']:.2e}  |  device {device_name(device)}", file=out)
         return {"iterations": len(ran)}
     # The median epoch: the first one also warms the caches (and, with --dask, loads the kernels on the workers).
     epoch_seconds = statistics.median(r["train_seconds"] for r in ran)
     print(f"test accuracy {last['test_acc']:.4f}  train accuracy {last['train_acc']:.4f}  |  "
-          f"{len(ran)} epochs in {seconds:.2f} s (median epoch {epoch_seconds * 1e3:.1f} ms, "
+          f"{plural(len(ran), 'epoch')} in {seconds:.2f} s (median epoch {epoch_seconds * 1e3:.1f} ms, "
           f"{len(data.x_train) / epoch_seconds:,.0f} examples/s)  |  device {device_name(device)}", file=out)
     return {"lr": model.lr_, "batch_size": model.batch_size_,  # as --lr resolved them
             "train_seconds": sum(r["train_seconds"] for r in ran), "median_epoch_seconds": epoch_seconds,
@@ -261,8 +330,11 @@ def write_outputs(args, model, data, device, result, json_to_stdout):
         raise OSError("; ".join(failed))
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
+def main(argv=None, *, exiting=False):
+    """The command line; `exiting`: the process exits with the status it returns (run_command)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_solver_flags(parser, args)
     checkpoint = {}  # "epoch": the last one --save wrote in this run
 
     def interrupted():
@@ -270,8 +342,8 @@ def main(argv=None):
             return f"; the last lbfgs iterate (iteration {checkpoint['iteration']}) is in {args.save}"
         return f"; the last finished epoch ({checkpoint['epoch']}) is in {args.save}" if checkpoint else ""
 
-    return run_command(PROG, lambda args: run(args, checkpoint), args, interrupted)
+    return run_command(PROG, lambda args: run(args, checkpoint), args, interrupted, exiting=exiting)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(exiting=True))

@@ -27,8 +27,9 @@ from numba.core import event
 from sklearn.base import clone
 
 from .. import ops
-from ..models.estimator import SoftmaxRegression
+from ..models.estimator import SoftmaxRegression, TrainingDivergedError
 from ..ops.dispatch import kernel_cache
+from .common import run_command
 
 # What the kernels took to compile on the 2-core development machine (AMD EPYC, no other load):
 # a first fit's on uint8 X, by solver (lbfgs computes in float64 for uint8 and float64 X), and
@@ -87,8 +88,11 @@ def fit_kernels(model, X, y, eval_set=None, classes=None, say=lambda line: None)
     params = {"epochs": 1} if model.solver == "sgd" else {"max_iter": 1}
     with announced(compiling_line(FIT_SECONDS[model.solver]), say) as compiles, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # lbfgs stopped by max_iter: expected here
-        clone(model).set_params(warm_start=False, **params).fit(X[:ROWS], y[:ROWS], eval_set=eval_set,
-                                                                 classes=classes)
+        try:
+            clone(model).set_params(warm_start=False, **params).fit(X[:ROWS], y[:ROWS], eval_set=eval_set,
+                                                                     classes=classes)
+        except TrainingDivergedError:
+            pass  # the kernels compiled all the same; the fit itself says it, on all the rows
     return time.perf_counter() - start, compiles.compiled
 
 
@@ -117,13 +121,20 @@ def all_kernels():
             ops.accuracy(scores, labels)
 
 
-def main(argv=None):
+def main(argv=None, *, exiting=False):
+    """The command line; `exiting`: the process exits with the status it returns (run_command)."""
     args = sys.argv[1:] if argv is None else argv
     if args:
         print("usage: python -m fastsoftmax.warmup\n\ncompiles the CPU kernels into Numba's cache "
               f"({kernel_cache()[1]}): the trainer's and the public kernels' for X of "
               f"{', '.join(np.dtype(t).name for t in ALL)}", file=sys.stderr)
         return 0 if args in (["-h"], ["--help"]) else 2
+    # An environment that stops the kernels (NUMBA_DISABLE_JIT) is one line, as in the other commands.
+    return run_command("python -m fastsoftmax.warmup", lambda _: warm(), None, exiting=exiting)
+
+
+def warm():
+    """Compile (or load) ALL's kernels, saying which and where."""
     start = time.perf_counter()
     with announced(compiling_line(ALL_SECONDS), print) as compiles:
         all_kernels()
@@ -131,8 +142,7 @@ def main(argv=None):
     folder = kernel_cache()[1]
     where = f"in {folder}" if folder is not None else "in memory only (no writable cache)"
     print(f"{'compiled' if compiles.compiled else 'loaded'} the CPU kernels {where} in {seconds:.1f} s")
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(exiting=True))

@@ -70,14 +70,58 @@ def check_writable(path) -> Path:
 
 
 def check_outputs(outputs) -> None:
-    """check_writable for each (flag, path) of outputs (a None path is skipped), the error naming the flag."""
-    for flag, path in outputs:
+    """check_writable for each (flag, path) or (flag, path, example) of outputs (a None path is skipped),
+    the error naming the flag; a folder's names `example`, a file name in it, as the fix."""
+    for flag, path, *example in outputs:
         if path is None:
             continue
         try:
             check_writable(path)
         except OutputError as e:
-            raise OutputError(f"{flag}: {e}") from None
+            hint = f", such as {os.path.join(path, example[0])}" if example and os.path.isdir(path) else ""
+            raise OutputError(f"{flag}: {e}{hint}") from None
+
+
+def _identity(path):
+    """(the resolved path, (device, inode) or None where nothing exists there yet)."""
+    resolved = os.path.realpath(path)
+    try:
+        found = os.stat(resolved)
+    except OSError:
+        return resolved, None
+    return resolved, (found.st_dev, found.st_ino)
+
+
+def check_apart(outputs, inputs=(), rewrites=()) -> None:
+    """OutputError unless each output is a file of its own, none of them an input: before any work,
+    since writing one over another (or over a file the run reads) loses data with no error.
+
+    outputs are (flag, path) pairs, inputs (flag, path) or (flag, path, read): a path that, once
+    written, is read in place of the input `read` (a raw idx file's name beside its .gz). A None path
+    is skipped. Two are the same file where their resolved paths are, or their device and inode (a
+    hard link or a symlink to it). rewrites: (output flag, input flag) pairs that may be one file, as
+    --save continuing the model of --resume.
+    """
+    outputs = [(flag, path, *_identity(path)) for flag, path in outputs if path is not None]
+    inputs = [(flag, path, *_identity(path), *read) for flag, path, *read in inputs if path is not None]
+
+    def same(a, b):
+        return a[2] == b[2] or (a[3] is not None and a[3] == b[3])
+
+    for i, output in enumerate(outputs):
+        flag, path = output[:2]
+        for other in outputs[i + 1:]:
+            if same(output, other):
+                raise OutputError(f"{flag} {path} and {other[0]} {other[1]} are the same file: one would "
+                                  "overwrite the other; give each output its own path")
+        for source in inputs:
+            if not same(output, source) or (flag, source[0]) in rewrites:
+                continue
+            if len(source) > 4:
+                raise OutputError(f"{flag} {path} would be read in place of {source[0]} {source[4]} by the next "
+                                  f"run; give {flag} another path")
+            raise OutputError(f"{flag} {path} is {source[0]} {source[1]}, which this run reads: writing it "
+                              f"would destroy it; give {flag} another path")
 
 
 @contextlib.contextmanager
@@ -87,7 +131,8 @@ def atomic_write(path, mode="wb"):
     On an exception (Ctrl-C and SystemExit included) the temporary file is
     removed and the target is left untouched, so an interrupted save never
     leaves a half-written model or result. Raises OutputError, before
-    writing anything, where the target is not a regular file.
+    writing anything, where the target is not a regular file; an OSError
+    without a file name (ENOSPC from a write or fsync) comes out naming the target.
     """
     path = output_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -99,9 +144,11 @@ def atomic_write(path, mode="wb"):
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.filename is None and e.errno is not None:  # a full disk: say which file
+            raise OSError(e.errno, e.strerror, str(path)) from e
         raise
 
 

@@ -32,7 +32,8 @@ from .atomic import atomic_write
 from .cache import user_cache_dir
 from .idx import MAX_BYTES, IdxError, is_compressed, read_idx, read_idx_dask, read_idx_header
 
-__all__ = ["DATASET_NAMES", "Dataset", "DatasetError", "DatasetNotFoundError", "load_dataset"]
+__all__ = ["DATASET_NAMES", "Dataset", "DatasetError", "DatasetNotFoundError", "dataset_files", "load_dataset",
+           "read_in_place_of"]
 
 _log = logging.getLogger(__name__)
 
@@ -161,6 +162,24 @@ def load_dataset(name: str = "fashion-mnist", data_dir: str | os.PathLike | None
         source=folder,
         image_shape=headers[0][0][1:],
     )
+
+
+def dataset_files(name: str = "fashion-mnist", data_dir: str | os.PathLike | None = None) -> list[Path] | None:
+    """The four files load_dataset(name, data_dir) would read, found as it finds them but not read,
+    or None where it would download them: what a command checks its outputs against before loading.
+
+    Raises as load_dataset does for an unknown name or a data_dir that is a file.
+    """
+    if name not in _SOURCES:
+        raise ValueError(f"unknown data set {name!r}; known: {', '.join(DATASET_NAMES)}")
+    return next(filter(None, map(_find_files, _search_dirs(name, data_dir)[1])), None)
+
+
+def read_in_place_of(path: str | os.PathLike) -> Path | None:
+    """The name whose file load_dataset would read in place of the idx file `path` (it looks for the raw
+    name first): a .gz file's name without .gz; None for a raw file."""
+    path = Path(path)
+    return path.with_suffix("") if path.suffix == ".gz" else None
 
 
 def _search_dirs(name: str, data_dir: str | os.PathLike | None) -> tuple[Path | None, list[Path]]:

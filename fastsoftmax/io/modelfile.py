@@ -3,7 +3,9 @@
 Format /3 holds coef, intercept, classes (the labels, an array of their own
 dtype: never pickled), input_scale, dataset, params and history (JSON), and
 where SGD standardised the features (lr="auto") their feature_mean and
-feature_scale, which a later partial_fit trains under. Every
+feature_scale, which a later partial_fit trains under, and for a model fitted
+on a DataFrame its feature_names (a string array: scikit-learn checks the
+columns of what the loaded model predicts against them). Every
 field has a size limit checked from its .npy header before its data is read
 (npzfile.read_npz), and every field is checked before a model is built from it.
 Files of format /1 and /2 keep their meaning: classes 0..k-1, and uint8
@@ -26,6 +28,7 @@ from .npzfile import read_npz
 # (an id, a hash) than a class.
 MAX_CLASSES = 2**20
 MAX_MODEL_BYTES = 2**31  # the float32 weights of k classes x d features, 2 GiB
+MAX_NAME_BYTES = 2**28  # feature names (4 bytes a character): 2**20 features of 64 characters each
 FORMAT = "fastsoftmax.SoftmaxRegression/3"  # /3: any labels and input_scale; /2 and /1 files still load
 FORMATS = (FORMAT, "fastsoftmax.SoftmaxRegression/2", "fastsoftmax.SoftmaxRegression/1")
 # The scale of a model from a /1 or /2 file: uint8 inputs divided by 255, float inputs as given,
@@ -35,7 +38,8 @@ BY_DTYPE = "by dtype"
 # a crafted file is refused from its headers, never loaded whole first.
 FIELD_LIMITS = {"format": 1024, "coef": MAX_MODEL_BYTES, "intercept": 8 * MAX_CLASSES,
                 "classes": 2**26, "input_scale": 1024, "params": 2**20, "history": 2**28, "dataset": 1024,
-                "feature_mean": MAX_MODEL_BYTES, "feature_scale": MAX_MODEL_BYTES}
+                "feature_mean": MAX_MODEL_BYTES, "feature_scale": MAX_MODEL_BYTES,
+                "feature_names": MAX_NAME_BYTES}
 HISTORY_NUMBERS = ("loss", "train_acc", "lr", "batch_size", "test_acc", "seconds", "train_seconds", "grad_max")
 LABEL_KINDS = "iufbU"  # integers, floats, bools, strings: what a model file stores without pickle
 
@@ -44,11 +48,22 @@ def bad_model(path, problem):
     return ValueError(f"{path} is not a fastsoftmax model file ({problem}); train one with --save")
 
 
-def write_model(path, *, coef, intercept, classes, input_scale, dataset, params, history, standardization=None):
+def write_model(path, *, coef, intercept, classes, input_scale, dataset, params, history, standardization=None,
+                feature_names=None):
     """Write a format /3 file, atomically (params and history: JSON-able; standardization: None or
-    the (feature_mean, feature_scale) arrays)."""
+    the (feature_mean, feature_scale) arrays; feature_names: None or one distinct string per feature).
+
+    Raises ValueError for feature names that read_model would refuse: what is saved always loads.
+    """
     scale = input_scale if input_scale == BY_DTYPE else float(input_scale)
     features = {} if standardization is None else dict(zip(("feature_mean", "feature_scale"), standardization))
+    if feature_names is not None:
+        names = np.asarray(feature_names, dtype=str)
+        problem = _names_problem(names, coef.shape[1]) or (
+            names.tolist() != list(feature_names) and "its feature names do not survive as strings")
+        if problem:
+            raise ValueError(f"not saving {path}: {problem}")
+        features["feature_names"] = names
     with atomic_write(path) as f:
         np.savez(f, format=np.array(FORMAT), coef=coef, intercept=intercept, classes=classes,
                  input_scale=np.array(scale), dataset=np.array(dataset or ""),
@@ -58,9 +73,11 @@ def write_model(path, *, coef, intercept, classes, input_scale, dataset, params,
 def read_model(path) -> dict:
     """The checked fields of a model file of format /3, /2 or /1: coef, intercept, classes,
     input_scale (a number, or BY_DTYPE), params (parsed JSON, for the estimator to check),
-    history, dataset (or None), standardization (None, or feature_mean and feature_scale).
+    history, dataset (or None), standardization (None, or feature_mean and feature_scale),
+    feature_names (None, or a string array; format /3 only).
 
-    Raises FileNotFoundError, or ValueError naming the file and its first bad field.
+    Raises FileNotFoundError, the OSError of a file that cannot be read (naming it and why), or
+    ValueError naming the file and its first bad field.
     """
     path = Path(path)
 
@@ -69,24 +86,21 @@ def read_model(path) -> dict:
 
     try:
         f = read_npz(path, FIELD_LIMITS, optional=("classes", "dataset", "input_scale", "feature_mean",
-                                                   "feature_scale"))
+                                                   "feature_scale", "feature_names"))
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such model file") from None
     except IsADirectoryError:
         raise ValueError(f"{path} is a folder, not a model file") from None
+    except OSError as e:  # opening it failed (permissions, I/O): its bytes were never seen
+        error = type(e)(f"cannot read the model file {path}: {e.strerror or e}")
+        error.errno = e.errno
+        raise error from None
     except ValueError as e:
         raise bad(e) from None
     fmt = _text(f["format"])
     if fmt not in FORMATS:
         raise bad(f"unknown format {fmt!r:.80}")
-    coef, intercept = f["coef"], f["intercept"]
-    if coef.ndim != 2 or coef.shape[0] < 2 or intercept.shape != (coef.shape[0],):
-        raise ValueError(f"{path}: weights of shape {coef.shape} and biases {intercept.shape} do not fit")
-    for name, a in (("weights", coef), ("biases", intercept)):
-        if a.dtype.kind != "f":
-            raise ValueError(f"{path}: the {name} have dtype {a.dtype}; a model's are float32 or float64")
-        if not np.isfinite(a).all():
-            raise ValueError(f"{path}: the {name} hold NaN or inf")
+    coef, intercept = _weights(f, path)
     k = coef.shape[0]
     if fmt == FORMAT:
         if "classes" not in f or "input_scale" not in f:
@@ -114,7 +128,45 @@ def read_model(path) -> dict:
         raise bad("history must be a list of one record per epoch, numbered from 1")
     return {"coef": coef, "intercept": intercept, "classes": classes, "input_scale": scale, "params": params,
             "history": history, "dataset": _text(f["dataset"]) or None if "dataset" in f else None,
-            "standardization": _standardization(f, coef.shape[1], path)}
+            "standardization": _standardization(f, coef.shape[1], path),
+            "feature_names": _feature_names(f, coef.shape[1], path) if fmt == FORMAT else None}
+
+
+def _weights(f, path):
+    """coef and intercept, checked: (k, d) and (k,) with k >= 2 and d >= 1, finite float32 or float64
+    (the dtypes the kernels compute in: another would load, then fail in predict)."""
+    coef, intercept = f["coef"], f["intercept"]
+    if coef.ndim != 2 or coef.shape[0] < 2 or intercept.shape != (coef.shape[0],):
+        raise ValueError(f"{path}: weights of shape {coef.shape} and biases {intercept.shape} do not fit")
+    if coef.shape[1] < 1:
+        raise ValueError(f"{path}: its weights have shape {coef.shape}, no features; a model has at least one")
+    for name, a in (("weights", coef), ("biases", intercept)):
+        if a.dtype not in (np.float32, np.float64):
+            raise ValueError(f"{path}: the {name} have dtype {a.dtype}; a model's are float32 or float64")
+        if not np.isfinite(a).all():
+            raise ValueError(f"{path}: the {name} hold NaN or inf")
+    return coef, intercept
+
+
+def _feature_names(f, d, path):
+    """The feature_names field, checked (_names_problem), or None where the file has none."""
+    if "feature_names" not in f:
+        return None
+    problem = _names_problem(f["feature_names"], d)
+    if problem:
+        raise ValueError(f"{path}: {problem}")
+    return f["feature_names"]
+
+
+def _names_problem(names, d):
+    """Why the array `names` cannot be the feature names of a model of d features, or "" if it can."""
+    if names.ndim != 1 or names.dtype.kind != "U" or len(names) != d:
+        return f"its feature_names are not {d} strings, one per feature"
+    if len(np.unique(names)) != d:
+        return "its feature_names are not distinct"
+    if names.nbytes > MAX_NAME_BYTES:
+        return f"its feature_names take {names.nbytes:,} bytes, more than the {MAX_NAME_BYTES:,} a file may hold"
+    return ""
 
 
 def _standardization(f, d, path):

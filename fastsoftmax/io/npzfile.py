@@ -25,16 +25,23 @@ def read_npz(path, limits: dict[str, int], optional: tuple[str, ...] = ()) -> di
     """The arrays named in `limits` (name -> most bytes of data), checked before they are read.
 
     Names in `optional` may be missing (and are then absent from the result).
-    Raises FileNotFoundError, IsADirectoryError, or NpzError naming the first problem: not a zip
-    file, a missing array, an object (pickled) array, an array over its limit.
+    Raises FileNotFoundError, IsADirectoryError, the OSError of a file that cannot be opened (no
+    permission), or NpzError naming the first problem of its bytes: not a zip file, a missing
+    array, an object (pickled) array, an array over its limit.
     """
     mode = os.stat(path).st_mode  # FileNotFoundError for a missing file
     if stat.S_ISDIR(mode):
         raise IsADirectoryError(f"{path} is a folder")
     if not stat.S_ISREG(mode):  # opening a FIFO would wait for a writer forever
         raise NpzError("it is not a regular file")
+    with open(path, "rb") as file:  # opened outside the try: a file we may not read is no bad .npz
+        return _read_members(file, limits, optional)
+
+
+def _read_members(file, limits, optional):
+    """read_npz's arrays from the open file, each header checked before its data is read."""
     try:
-        with zipfile.ZipFile(path) as z:
+        with zipfile.ZipFile(file) as z:
             members = set(z.namelist())
             arrays = {}
             for name, limit in limits.items():
@@ -52,7 +59,7 @@ def read_npz(path, limits: dict[str, int], optional: tuple[str, ...] = ()) -> di
                 with z.open(member) as fp:
                     arrays[name] = npy.read_array(fp, allow_pickle=False)
             return arrays
-    except (FileNotFoundError, IsADirectoryError, NpzError):
+    except NpzError:
         raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, KeyError,
             NotImplementedError, RuntimeError) as e:  # zipfile and numpy's own complaints about the bytes

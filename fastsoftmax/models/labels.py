@@ -49,12 +49,33 @@ def fit_classes(labels, classes=None, fitted=None):
     if classes is not None:
         found = as_classes(classes)
         if fitted is not None and not np.array_equal(found, fitted):
-            raise ValueError(f"classes has {len(found)} classes, but the fitted model has "
-                             f"{len(fitted)}: {fitted!r:.80}")
+            raise ValueError(f"{_count_or_other(found, fitted)}: {_differences(found, fitted)}")
         return found
     if fitted is not None:
         return fitted
     return as_classes(np.unique(np.concatenate([host_labels(a) for a in labels])), seen=True)
+
+
+def _count_or_other(found, fitted):
+    if len(found) != len(fitted):
+        return f"classes has {len(found)} classes, but the fitted model has {len(fitted)}"
+    return f"classes has other labels than the {len(fitted)} of the fitted model"
+
+
+def _differences(found, fitted):
+    """Which labels of `classes` (found) the fitted model lacks and which of its own are missing:
+    a count alone does not say what to fix."""
+    if (found.dtype.kind == "U") != (fitted.dtype.kind == "U"):
+        return f"labels of another kind ({found.dtype}) than its classes ({fitted.dtype}): {_some(fitted)}"
+    new, missing = found[~np.isin(found, fitted)], fitted[~np.isin(fitted, found)]
+    return "; ".join([f"{_some(new)} not among its classes"] * bool(len(new)) +
+                     [f"its {_some(missing)} missing from classes"] * bool(len(missing)))
+
+
+def _some(labels, shown=5):
+    """The first few labels, as Python values (not np.str_('a')), and how many more."""
+    text = ", ".join(f"{v!r:.40}" for v in labels[:shown].tolist())
+    return text + (f" and {len(labels) - shown:,} more" if len(labels) > shown else "")
 
 
 def host_labels(y):

@@ -79,13 +79,14 @@ class Standardization:
         return Z
 
     def around(self, xp, evaluate, publish, dtype):
-        """solvers.sgd's evaluate and publish for training on z: given the weights on X's units, in `dtype`."""
+        """evaluate(W, b) and publish(W, b, ...) for training on z: given the weights on X's units, in
+        `dtype` (one model's, or a sweep's stacked (m, k, d) and (m, k)); publish's other arguments pass."""
 
         def evaluate_z(V, c):
             return evaluate(*self.to_raw(xp, V, c, dtype))
 
-        def publish_z(V, c, record):
-            publish(*self.to_raw(xp, V, c, dtype), record)
+        def publish_z(V, c, *rest):
+            publish(*self.to_raw(xp, V, c, dtype), *rest)
 
         return evaluate_z, publish_z
 

@@ -17,12 +17,13 @@ The validation split is a simple random one, fixed by the seed: the rows
 (at least one), the rest train, both kept in their original order. A model of
 the sweep is the model ``SoftmaxRegression(lr=..., weight_decay=..., <the
 rest>).fit(X_fit, y_fit)`` would give on those training rows, within float
-rounding (tests/test_sweep.py); the chosen one is not refitted on all rows.
+rounding (tests/test_sweep.py), float X standardised first (``standardize``);
+the chosen one is not refitted on all rows.
 
-A model whose loss or weights become NaN or inf goes back to its last finite
-epoch and stops there (its rate set to 0), marked diverged, and is never
-chosen; the others go on. If every model diverges, fit raises
-TrainingDivergedError.
+A model that diverges (its loss or weights NaN or inf, or its loss running
+away: solvers/sgd.py's divergence) goes back to its last epoch before and
+stops there (its rate set to 0), marked diverged, and is never chosen; the
+others go on. If every model diverges, fit raises TrainingDivergedError.
 """
 
 from __future__ import annotations
@@ -33,14 +34,16 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import NotFittedError
 
-from ..arrays import is_dask
+from ..arrays import is_dask, to_numpy
+from ..ops import scaled_first
 from ..ops.dispatch import array_module, resolve_device
-from ..ops.validation import NON_NEGATIVE_NUMBER, POSITIVE_NUMBER
+from ..ops.validation import NON_NEGATIVE_NUMBER, POSITIVE_NUMBER, Rule
 from ..solvers.sgd import sgd
 from .estimator import COMPUTE_DTYPE, SoftmaxRegression, evaluator, start_fit
 from .hyperparameters import DEFAULTS, HYPERPARAMETERS
 from .inputs import check_model_size, training_data, x_scale
 from .labels import encode, fit_classes
+from .standardize import Standardization, moments
 from .weights import set_weights
 
 # The default grid: 16 models around the single model's default (lr 0.5, no decay).
@@ -61,6 +64,10 @@ class SoftmaxRegressionSweep(ClassifierMixin, BaseEstimator):
         every pair, lr by lr (GridSearchCV's order).
     validation_fraction : the share of the rows held out to choose the model by
         (a simple random split fixed by seed; at least one row on each side).
+    standardize : True: float X is standardised for the fit, as SoftmaxRegression's lr="auto"
+        does it (the training rows' means and deviations; coef_ in X's own units, the models'
+        feature_mean_ and feature_scale_), so that the grid's rates suit any scale of features;
+        uint8 pixels are trained on X * input_scale either way. False: X as given.
 {parameters}
 
     Attributes
@@ -80,9 +87,11 @@ class SoftmaxRegressionSweep(ClassifierMixin, BaseEstimator):
     """
 
     def __init__(self, lrs=LRS, weight_decays=WEIGHT_DECAYS, validation_fraction=VALIDATION_FRACTION,
-                 epochs=DEFAULTS["epochs"], batch_size=DEFAULTS["batch_size"], schedule=DEFAULTS["schedule"],
-                 input_scale=DEFAULTS["input_scale"], seed=DEFAULTS["seed"], device=DEFAULTS["device"]):
+                 standardize=True, epochs=DEFAULTS["epochs"], batch_size=DEFAULTS["batch_size"],
+                 schedule=DEFAULTS["schedule"], input_scale=DEFAULTS["input_scale"], seed=DEFAULTS["seed"],
+                 device=DEFAULTS["device"]):
         self.lrs, self.weight_decays, self.validation_fraction = lrs, weight_decays, validation_fraction
+        self.standardize = standardize
         self.epochs, self.batch_size, self.schedule = epochs, batch_size, schedule
         self.input_scale, self.seed, self.device = input_scale, seed, device
 
@@ -97,6 +106,7 @@ class SoftmaxRegressionSweep(ClassifierMixin, BaseEstimator):
         for p in HYPERPARAMETERS:
             if p.name in SHARED:
                 p.check(getattr(self, p.name))
+        Rule(bool).check("standardize", self.standardize)
         fraction = self.validation_fraction
         if not (POSITIVE_NUMBER.allows(fraction) and fraction < 1):
             raise ValueError(f"validation_fraction must be a number between 0 and 1 (exclusive), got {fraction!r}")
@@ -133,17 +143,31 @@ class SoftmaxRegressionSweep(ClassifierMixin, BaseEstimator):
             if hasattr(template, "feature_names_in_"):
                 model.feature_names_in_ = template.feature_names_in_
         self._diverged = np.zeros(len(grid), np.int64)
-        scale = x_scale(self.estimators_[0].input_scale_, X)
-        self._train(xp, X[fit_rows], y[fit_rows], X[val_rows], y[val_rows], scale, callback)
+        X_fit, scale = scaled_first(X[fit_rows], x_scale(self.estimators_[0].input_scale_, X))
+        standard = self._standardization(xp, X_fit, scale)
+        self._train(xp, X_fit if standard is None else standard.apply(xp, X_fit), y[fit_rows],
+                    *scaled_first(X[val_rows], x_scale(self.estimators_[0].input_scale_, X)), y[val_rows],
+                    scale, standard, callback)
         return self
 
-    def _train(self, xp, X, y, X_val, y_val, scale, callback):
-        """The grid's models, from zero weights, in the SGD loop; each epoch's records into their
+    def _standardization(self, xp, X, scale):
+        """The standardisation of X's training rows that every model trains under (standardize, float
+        X: the models' feature_mean_ and feature_scale_), or None: X as given."""
+        if not self.standardize or X.dtype == np.uint8:
+            return None
+        standard = Standardization.from_moments(xp, *moments(xp, X), scale, X.dtype)
+        for model in self.estimators_:
+            model.feature_mean_, model.feature_scale_ = to_numpy(standard.mean), to_numpy(standard.scale)
+        return standard
+
+    def _train(self, xp, X, y, X_val, val_scale, y_val, scale, standard, callback):
+        """The grid's models, from zero weights, in the SGD loop (on X as given or standardised, the
+        weights mapped back to X's units as they are published); each epoch's records into their
         histories, then the choice and the callback."""
         grid, (k, d) = self.grid(), self.estimators_[0].coef_.shape
         coef, b = xp.zeros((len(grid), k, d), COMPUTE_DTYPE), xp.zeros((len(grid), k), COMPUTE_DTYPE)
 
-        def publish(epoch, coef, b, records):
+        def publish(coef, b, records, epoch):
             for i, (model, record) in enumerate(zip(self.estimators_, records)):
                 if record is None:  # diverged: its last finite epoch's weights stay published
                     self._diverged[i] = self._diverged[i] or epoch
@@ -156,10 +180,14 @@ class SoftmaxRegressionSweep(ClassifierMixin, BaseEstimator):
                 if callback is not None:
                     callback(self, epoch)
 
+        evaluate = evaluator((X_val, y_val), val_scale, "val_acc")
+        if standard is not None:
+            raw = np.float64 if X_val.dtype == np.float64 else COMPUTE_DTYPE  # coef_'s dtype: the estimator's rule
+            (evaluate, publish), scale = standard.around(xp, evaluate, publish, raw), 1.0
         sgd(xp, [(X.shape[0], lambda: (X, y))], coef, b, lrs=[lr for lr, _ in grid],
             weight_decays=[wd for _, wd in grid], first_epoch=0, epochs=int(self.epochs),
             batch_size=int(self.batch_size), schedule=self.schedule, seed=int(self.seed), x_scale=scale,
-            evaluate=evaluator((X_val, y_val), scale, "val_acc"), publish=publish)
+            evaluate=evaluate, publish=publish)
 
     def split(self, n):
         """The (training rows, validation rows) of n rows: host int64 index arrays, each in order."""

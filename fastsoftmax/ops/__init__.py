@@ -16,6 +16,8 @@ int64 in range, W's transpose C-contiguous in the compute dtype, b of W's dtype.
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..reference.schedules import kind_of
 from .dispatch import backend_of
 from .validation import (
@@ -25,6 +27,8 @@ from .validation import (
     POSITIVE_INT,
     POSITIVE_NUMBER,
     SCHEDULE,
+    STEP,
+    STEPS,
     WEIGHT_DTYPES,
     check_labels,
     check_matrix,
@@ -34,10 +38,28 @@ from .validation import (
 )
 
 
+# scaled_first multiplies X by x_scale before the product where max|X| * d passes float32's largest
+# value over this margin: room for weights of up to ~1e6 in magnitude.
+OVERFLOW_MARGIN = 2.0**20
+
+
+def scaled_first(X, x_scale):
+    """(X, x_scale) for the kernels, which scale the product X @ W: X and x_scale as given, or, where
+    that product could overflow before a scale below 1 shrinks it (float X near float32's largest
+    values), X multiplied by x_scale first (a copy) and a scale of 1. One pass over float X when
+    x_scale < 1; nothing otherwise."""
+    if x_scale >= 1 or X.dtype.kind != "f" or X.size == 0:
+        return X, x_scale
+    if float(abs(X).max()) * X.shape[1] * OVERFLOW_MARGIN < float(np.finfo(np.float32).max):
+        return X, x_scale
+    return X * X.dtype.type(x_scale), 1.0
+
+
 def _linear_inputs(X, W, b, x_scale, xp):
     X = check_matrix(X, "X", xp, FEATURE_DTYPES)
     coef, b = check_weights(W, b, X.shape[1], xp)
-    return X, coef, b, check_scale(x_scale)
+    X, x_scale = scaled_first(X, check_scale(x_scale))
+    return X, coef, b, x_scale
 
 
 def _forward(kernel, X, W, b, x_scale, check_input):
@@ -137,8 +159,8 @@ def _checked_train_epoch(xp, X, y, W, b, batch_size, lr, rows, seed, epoch, sche
     y = check_labels(y, X.shape[0], coef.shape[0], xp)
     POSITIVE_NUMBER.check("lr", lr)
     NON_NEGATIVE_NUMBER.check("weight_decay", weight_decay)
-    steps = _checked_steps(xp, X, rows, seed, epoch, batch_size, schedule, total_steps, start_step, x_scale,
-                           "train_epoch")
+    X, steps = _checked_steps(xp, X, rows, seed, epoch, batch_size, schedule, total_steps, start_step, x_scale,
+                              "train_epoch")
     result = train_epoch(X, y, coef.T, bias, lr=float(lr), weight_decay=float(weight_decay), workspace=workspace,
                          check_input=False, **steps)
     W[...] = coef.T  # a no-op copy onto itself where the kernels worked on W's own memory
@@ -155,8 +177,8 @@ def _check_in_place(xp, W, b, caller):
 
 
 def _checked_steps(xp, X, rows, seed, epoch, batch_size, schedule, total_steps, start_step, x_scale, caller):
-    """The arguments that say which rows an epoch visits, in which batches and at which point of the
-    schedule, checked: keywords for the trusted train_epoch or train_epoch_many."""
+    """X (scaled_first) and the arguments that say which rows an epoch visits, in which batches and at
+    which point of the schedule, checked: keywords for the trusted train_epoch or train_epoch_many."""
     if (rows is None) == (seed is None):
         raise ValueError(f"give {caller} either rows (the rows to visit) or seed (to shuffle all of X), not both")
     if rows is None:
@@ -167,11 +189,13 @@ def _checked_steps(xp, X, rows, seed, epoch, batch_size, schedule, total_steps, 
     POSITIVE_INT.check("batch_size", batch_size)
     SCHEDULE.check("schedule", schedule)
     if total_steps is not None:
-        POSITIVE_INT.check("total_steps", total_steps)
-    NON_NEGATIVE_INT.check("start_step", start_step)
-    return {"batch_size": int(batch_size), "rows": rows, "seed": None if seed is None else int(seed),
-            "epoch": int(epoch), "schedule": schedule, "total_steps": None if total_steps is None else int(total_steps),
-            "start_step": int(start_step), "x_scale": check_scale(x_scale)}
+        STEPS.check("total_steps", total_steps)
+    STEP.check("start_step", start_step)
+    X, x_scale = scaled_first(X, check_scale(x_scale))
+    return X, {"batch_size": int(batch_size), "rows": rows, "seed": None if seed is None else int(seed),
+               "epoch": int(epoch), "schedule": schedule,
+               "total_steps": None if total_steps is None else int(total_steps), "start_step": int(start_step),
+               "x_scale": x_scale}
 
 
 def train_epoch_many(X, y, W, b, *, batch_size, lrs, weight_decays=None, rows=None, seed=None, epoch=0,
@@ -227,8 +251,8 @@ def _checked_train_epoch_many(xp, X, y, W, b, batch_size, lrs, weight_decays, ro
     lrs = _per_model("lrs", lrs, m, POSITIVE_NUMBER)
     weight_decays = None if weight_decays is None else _per_model("weight_decays", weight_decays, m,
                                                                   NON_NEGATIVE_NUMBER)
-    steps = _checked_steps(xp, X, rows, seed, epoch, batch_size, schedule, total_steps, start_step, x_scale,
-                           "train_epoch_many")
+    X, steps = _checked_steps(xp, X, rows, seed, epoch, batch_size, schedule, total_steps, start_step, x_scale,
+                              "train_epoch_many")
     result = train_epoch_many(X, y, coef.transpose(0, 2, 1), bias, lrs=lrs, weight_decays=weight_decays,
                               workspace=workspace, check_input=False, **steps)
     W[...] = coef.transpose(0, 2, 1)

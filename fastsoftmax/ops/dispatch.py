@@ -11,6 +11,7 @@ functions; ``Backend`` below is the one contract both satisfy
 from __future__ import annotations
 
 import functools
+import os
 from types import ModuleType
 from typing import Protocol, runtime_checkable
 
@@ -42,12 +43,25 @@ def cuda_available() -> bool:
     return _cupy() is not None
 
 
+def check_numba_jit() -> None:
+    """DeviceError naming NUMBA_DISABLE_JIT where it is set: the CPU kernels are compiled with Numba,
+    whose compiler it turns off (they would fail at their first call with an AttributeError)."""
+    import numba
+
+    if numba.config.DISABLE_JIT:
+        raise DeviceError(f"NUMBA_DISABLE_JIT={os.environ.get('NUMBA_DISABLE_JIT', '1')} turns off Numba's "
+                          "compiler, which the CPU kernels need: unset NUMBA_DISABLE_JIT (or set it to 0)")
+
+
 def resolve_device(device: str) -> str:
-    """Turn ``auto``/``cpu``/``cuda`` into ``cpu`` or ``cuda``, or raise."""
+    """Turn ``auto``/``cpu``/``cuda`` into ``cpu`` or ``cuda``, or raise (also where the CPU kernels cannot run)."""
     if device not in DEVICES:
         raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
     if device == "auto":
-        return "cuda" if cuda_available() else "cpu"
+        device = "cuda" if cuda_available() else "cpu"
+    if device == "cpu":
+        check_numba_jit()
+        return device
     if device == "cuda" and not cuda_available():
         try:
             import cupy  # noqa: F401
@@ -81,7 +95,8 @@ def device_name(device: str) -> str:
         return f"cuda ({gpu_name()})"
     import numba
 
-    return f"cpu (Numba, {numba.get_num_threads()} threads)"
+    threads = numba.get_num_threads()
+    return f"cpu (Numba, {threads} thread{'' if threads == 1 else 's'})"
 
 
 def kernels(device: str) -> Backend:
@@ -90,6 +105,13 @@ def kernels(device: str) -> Backend:
         from ..backends import cuda
 
         return cuda
+    return _cpu()
+
+
+@functools.cache
+def _cpu() -> ModuleType:
+    """The CPU backend, imported once NUMBA_DISABLE_JIT is known not to stop it (an error is not cached)."""
+    check_numba_jit()
     from ..backends import cpu
 
     return cpu

@@ -111,6 +111,8 @@ def check_finite(a, name, xp):
 # int32, so epochs and batches stay below 2**31; a run's step count (epochs *
 # steps per epoch < 2**62) then fits the int64 both backends use.
 MAX_INT32 = 2**31 - 1
+# The steps of a run, counted in the kernels' int64 (start_step + the epoch's steps must not wrap).
+MAX_STEP = 2**62
 
 
 @dataclass(frozen=True)
@@ -180,6 +182,8 @@ class Rule:
 POSITIVE_INT = Rule(int, low=1)
 NON_NEGATIVE_INT = Rule(int, low=0)
 COUNT = Rule(int, low=1, high=MAX_INT32)  # epochs, batch_size: int32 in the kernels
+STEP = Rule(int, low=0, high=MAX_STEP)  # start_step
+STEPS = Rule(int, low=1, high=MAX_STEP)  # total_steps
 POSITIVE_NUMBER = Rule(float, low=0, strict=True)
 NON_NEGATIVE_NUMBER = Rule(float, low=0)
 SCHEDULE = Rule(str, choices=SCHEDULES)

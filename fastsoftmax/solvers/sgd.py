@@ -21,15 +21,37 @@ from ..arrays import to_numpy
 from ..reference.schedules import kind_of, learning_rate
 
 
-class TrainingDivergedError(ValueError, FloatingPointError):
-    """The training loss or weights became NaN or inf; the model keeps the last finite epoch."""
+# A loss past BLOWUP times log k (all-zero weights' loss) is weights running away, not a large step
+# settling: stopped at once, whatever the number of epochs. So is a loss above log k that grew
+# GROWTH-fold in one epoch.
+BLOWUP = 100
+GROWTH = 100
 
-    def __init__(self, epoch, loss, lr, weight_decay):
-        self.epoch, self.loss, self.lr, self.weight_decay = epoch, loss, lr, weight_decay
-        self.what = f"the loss became {loss}" if not math.isfinite(loss) else "the weights became NaN or inf"
-        super().__init__(f"training diverged in epoch {epoch}: {self.what} with lr={lr} and "
+
+class TrainingDivergedError(ValueError, FloatingPointError):
+    """The training loss or weights became NaN or inf, or the loss ran away (divergence); the model
+    keeps the last epoch before it."""
+
+    def __init__(self, epoch, loss, lr, weight_decay, what):
+        self.epoch, self.loss, self.lr, self.weight_decay, self.what = epoch, loss, lr, weight_decay, what
+        super().__init__(f"training diverged in epoch {epoch}: {what} with lr={lr} and "
                          f"weight_decay={weight_decay}; try a smaller lr or weight_decay (the model keeps "
                          f"{f'epoch {epoch - 1}' if epoch > 1 else 'its initial'} weights)")
+
+
+def divergence(loss, previous, finite, k):
+    """What says that a model diverged in an epoch of mean loss `loss` (after `previous`, None for its
+    first), its weights finite or not: NaN or inf, a loss past BLOWUP log k, or one above log k that
+    grew GROWTH-fold in the epoch; None where nothing does."""
+    if not math.isfinite(loss):
+        return f"the loss became {loss}"
+    if not finite:
+        return "the weights became NaN or inf"
+    if loss > BLOWUP * math.log(k):
+        return f"the loss ran away to {loss:.3g} (all-zero weights give {math.log(k):.3g})"
+    if loss > math.log(k) and previous is not None and loss > GROWTH * previous:
+        return f"the loss grew from {previous:.3g} to {loss:.3g} in one epoch"
+    return None
 
 
 def sgd(xp, blocks, coef, b, *, lrs, weight_decays, first_epoch, epochs, batch_size, schedule, seed, x_scale,
@@ -44,12 +66,12 @@ def sgd(xp, blocks, coef, b, *, lrs, weight_decays, first_epoch, epochs, batch_s
     + i), so one block is shuffled as ops.train_epoch's (seed, e).
 
     After each epoch, one read from the device: every model's loss, hits and
-    whether its weights stayed finite. A model whose loss or weights became
-    NaN or inf goes back to the epoch's starting weights and trains no more
-    (its rate 0). A model still training gets the record epoch, loss,
+    whether its weights stayed finite. A model that diverged (``divergence``:
+    its loss or weights NaN or inf, or its loss running away) goes back to the
+    epoch's starting weights and trains no more (its rate 0). A model still training gets the record epoch, loss,
     train_acc, lr, batch_size, train_seconds, what evaluate(coef[i], b[i])
     returns (a dict: test or validation accuracy) and seconds. Then
-    publish(epoch, coef, b, records), records[i] None for a model that no
+    publish(coef, b, records, epoch), records[i] None for a model that no
     longer trains. When none trains any more, TrainingDivergedError names the
     first model that diverged in that epoch.
     """
@@ -57,6 +79,7 @@ def sgd(xp, blocks, coef, b, *, lrs, weight_decays, first_epoch, epochs, batch_s
     n = sum(rows for rows, _ in blocks)
     steps = sum(math.ceil(rows / batch_size) for rows, _ in blocks)
     rates, kind = [float(lr) for lr in lrs], kind_of(schedule)  # a rate of 0: a model that diverged
+    k, losses = coef.shape[1], [None] * m  # each model's previous epoch's mean loss
     saved = xp.empty_like(coef), xp.empty_like(b)  # the weights a diverged model goes back to
     workspace = {}  # the buffers the kernels keep between this run's epochs (the GPU's epoch launch)
     for epoch in range(first_epoch, epochs):
@@ -65,20 +88,23 @@ def sgd(xp, blocks, coef, b, *, lrs, weight_decays, first_epoch, epochs, batch_s
         stats = _epoch(xp, blocks, coef, b, rates, weight_decays, epoch=epoch, steps=steps, total_steps=epochs * steps,
                        batch_size=batch_size, schedule=schedule, seed=seed, x_scale=x_scale, workspace=workspace)
         train_seconds = time.perf_counter() - start
-        diverged = [i for i in range(m) if rates[i] and not (math.isfinite(stats[0, i]) and stats[2, i])]
-        for i in diverged:
+        reasons = {i: divergence(stats[0, i] / n, losses[i], stats[2, i], k) for i in range(m) if rates[i]}
+        gone = [i for i, why in reasons.items() if why is not None]
+        for i in gone:
             coef[i], b[i], rates[i] = saved[0][i], saved[1][i], 0.0
+        losses = list(stats[0] / n)
         records = [None] * m
         for i in (i for i in range(m) if rates[i]):
             rate = learning_rate(kind, float(lrs[i]), epochs * steps, epoch * steps)
             records[i] = {"epoch": epoch + 1, "loss": stats[0, i] / n, "train_acc": stats[1, i] / n,
-                          "lr": float(coef.dtype.type(rate)), "batch_size": int(batch_size),
+                          "lr": float(coef.dtype.type(rate)), "batch_size": int(batch_size), "rows": n,
                           "train_seconds": train_seconds, **evaluate(coef[i], b[i]),
                           "seconds": time.perf_counter() - start}
-        publish(epoch + 1, coef, b, records)
+        publish(coef, b, records, epoch + 1)
         if not any(rates):
-            first = diverged[0]
-            raise TrainingDivergedError(epoch + 1, stats[0, first] / n, lrs[first], weight_decays[first])
+            first = gone[0]
+            raise TrainingDivergedError(epoch + 1, stats[0, first] / n, lrs[first], weight_decays[first],
+                                        reasons[first])
 
 
 def _epoch(xp, blocks, coef, b, rates, weight_decays, *, epoch, steps, total_steps, batch_size, schedule, seed,
