@@ -307,6 +307,19 @@ def test_what_counts_as_divergence(loss, previous, finite, reason):
     assert got == reason if reason is None else got.startswith(reason)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # lbfgs at max_iter=20
+@pytest.mark.parametrize("params", [dict(solver="lbfgs", max_iter=20), dict(lr=0.1, epochs=3), dict(epochs=3)])
+def test_huge_features_with_a_tiny_input_scale_fit_and_predict_finite(params):
+    """float32 features near 1e38 with input_scale 1e-38: X @ W as given overflows float32; the scale is
+    applied first, so every solver fits finite weights and predicts finite probabilities (lbfgs said
+    "W and b must be finite", of arrays the user never passed)."""
+    X, y = blobs(300)
+    X = (X.astype(np.float64) / 255 * 3e38).astype(np.float32)
+    model = fs.SoftmaxRegression(input_scale=1e-38, device="cpu", **params).fit(X, y, eval_set=(X, y))
+    assert np.isfinite(model.coef_).all() and np.isfinite(model.predict_proba(X)).all()
+    assert model.score(X, y) > 0.9 and model.history_[-1]["test_acc"] > 0.9
+
+
 def test_save_refuses_non_finite_weights(tmp_path):
     X, y = blobs(100)
     model = fs.SoftmaxRegression(epochs=1, device="cpu").fit(X, y)
