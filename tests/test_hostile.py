@@ -115,26 +115,35 @@ def test_absurd_counts_are_usage_errors(data_dir, flags, message):
     assert_one_line(err, message)
 
 
-def test_a_billion_epochs_start_at_once_and_sigterm_cleans_up(data_dir, tmp_path):
-    """Nothing is sized by epochs x steps: the first epochs run at once; SIGTERM leaves the last checkpoint."""
-    out_dir = tmp_path / "out"
+def stopped_in_epoch_3(data_dir, save, *signals):
+    """A run of a billion epochs, sent `signals` (50 ms apart) once its third epoch starts: (exit status, stderr)."""
     proc = subprocess.Popen([sys.executable, "-m", "fastsoftmax.train", "--data-dir", str(data_dir), "--device",
-                             "cpu", "--epochs", str(10**9), "--batch-size", "16", "--save", str(out_dir / "m.npz")],
+                             "cpu", "--epochs", str(10**9), "--batch-size", "16", "--save", str(save)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment(),
                             preexec_fn=cap)
     try:
         for line in proc.stdout:
             if line.startswith(f"epoch 3/{10**9}"):
                 break
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
+        for i, signum in enumerate(signals):
+            if i:
+                time.sleep(0.05)
+            proc.send_signal(signum)
+        _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
-    assert proc.returncode == 143, err
+    return proc.returncode, err
+
+
+def test_a_billion_epochs_start_at_once_and_sigterm_cleans_up(data_dir, tmp_path):
+    """Nothing is sized by epochs x steps: the first epochs run at once; SIGTERM leaves the last checkpoint."""
+    out_dir = tmp_path / "out"
+    code, err = stopped_in_epoch_3(data_dir, out_dir / "m.npz", signal.SIGTERM)
+    assert code == 143, err
     assert "terminated; the last finished epoch (" in err and f") is in {out_dir / 'm.npz'}" in err
-    assert [p.name for p in out_dir.iterdir()] == ["m.npz"]  # no .tmp, no .lock
     with np.load(out_dir / "m.npz") as f:  # the epoch the message names, 2 or 3 (SIGTERM may come mid-save)
         assert f"epoch ({len(json.loads(str(f['history'])))})" in err
+    assert [p.name for p in out_dir.iterdir()] == ["m.npz"]  # no .tmp, no .lock
 
 
 def test_labels_beyond_the_data_set_are_refused(data_dir):
@@ -187,21 +196,8 @@ def test_a_second_signal_does_not_interrupt_the_first_ones_message(data_dir, tmp
 
 def test_two_quick_ctrl_cs_end_as_one(data_dir, tmp_path):
     """Ctrl-C twice, 50 ms apart: the second is ignored, during the clean-up and the exit alike."""
-    proc = subprocess.Popen([sys.executable, "-m", "fastsoftmax.train", "--data-dir", str(data_dir), "--device",
-                             "cpu", "--epochs", str(10**9), "--batch-size", "16", "--save", str(tmp_path / "m.npz")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment(),
-                            preexec_fn=cap)
-    try:
-        for line in proc.stdout:
-            if line.startswith(f"epoch 3/{10**9}"):
-                break
-        proc.send_signal(signal.SIGINT)
-        time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == 130, err  # not killed by the second one (-2)
+    code, err = stopped_in_epoch_3(data_dir, tmp_path / "m.npz", signal.SIGINT, signal.SIGINT)
+    assert code == 130, err  # not killed by the second one (-2)
     assert_one_line(err, "interrupted; the last finished epoch (", f") is in {tmp_path / 'm.npz'}")
 
 

@@ -55,22 +55,12 @@ def run_block(name, namespace):
     return namespace
 
 
-@pytest.fixture(scope="module")
-def fashion():
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FASTSOFTMAX_NO_DOWNLOAD", "1")  # a test never downloads
-        try:
-            return fs.load_dataset("fashion-mnist")
-        except fs.DatasetNotFoundError as e:
-            pytest.skip(f"real Fashion-MNIST absent (apt-get install dataset-fashion-mnist): {e}")
-
-
 @pytest.fixture
-def namespace(fashion, tmp_path, monkeypatch):
+def namespace(fashion_mnist, tmp_path, monkeypatch):
     """What a block starts from: `fs` and `data`, in a working folder of its own, no downloads."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("FASTSOFTMAX_NO_DOWNLOAD", "1")
-    return {"__name__": "readme", "fs": fs, "data": fashion}
+    return {"__name__": "readme", "fs": fs, "data": fashion_mnist}
 
 
 def test_every_readme_block_is_run():
@@ -128,12 +118,12 @@ def test_the_sweep_example(namespace):
 
 
 @pytest.fixture
-def local_client(monkeypatch, fashion):
+def local_client(monkeypatch, fashion_mnist):
     """The Dask example's Client("tcp://scheduler:8786") as a 2-worker LocalCluster in this process, and
     its raw idx files as the first DASK_ROWS training images, in the working folder."""
     distributed = pytest.importorskip("distributed")
-    write_idx("train-images-idx3-ubyte", fashion.x_train[:DASK_ROWS].reshape(-1, 28, 28))
-    write_idx("train-labels-idx1-ubyte", fashion.y_train[:DASK_ROWS])
+    write_idx("train-images-idx3-ubyte", fashion_mnist.x_train[:DASK_ROWS].reshape(-1, 28, 28))
+    write_idx("train-labels-idx1-ubyte", fashion_mnist.y_train[:DASK_ROWS])
     opened = []
 
     def client(address):
