@@ -156,6 +156,14 @@ def steps_note(rows, batch_size):
             "shows once an epoch")
 
 
+def save_model(model, path, dataset, writing, checkpoint, resumable=True):
+    """model.save(path) for --save; a write that fails mid-run (a full disk) is save_error's one line."""
+    try:
+        model.save(path, dataset=dataset)
+    except OSError as e:
+        raise save_error(e, path, writing, checkpoint, resumable) from e
+
+
 def save_error(error: OSError, path, writing, checkpoint, resumable=True) -> OSError:
     """A --save that failed mid-run (a full disk) as one line: the file, what it was writing and the epoch
     it still holds (checkpoint["epoch"], the last one written)."""

@@ -28,7 +28,7 @@ from ..models.hyperparameters import HYPERPARAMETERS
 from ..models.sweep import SHARED, VALIDATION_FRACTION, SoftmaxRegressionSweep
 from ..ops.dispatch import device_name, resolve_device
 from ..ops.validation import Rule
-from .common import Explicit, flag_type, given, plural, save_error, steps_note
+from .common import Explicit, flag_type, given, plural, save_model, steps_note
 
 FRACTION = Rule(float, low=0, strict=True)  # and below 1: SoftmaxRegressionSweep checks the rest
 # Training rows per class below which a line warns that --validation-fraction leaves the models too few to learn from.
@@ -103,10 +103,7 @@ def train(args, sweep, data, device, out, checkpoint):
         clock[0] = now
         bar.update()
         if args.save:  # the best model of each epoch: an interrupted sweep loses one epoch at most
-            try:
-                sweep.best_estimator_.save(args.save, dataset=data.name)
-            except OSError as e:  # a full disk: the line says which epoch's choice the file still holds
-                raise save_error(e, args.save, f"epoch {epoch}", checkpoint, resumable=False) from e
+            save_model(sweep.best_estimator_, args.save, data.name, f"epoch {epoch}", checkpoint, resumable=False)
             checkpoint["epoch"] = epoch
 
     start = time.perf_counter()

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from ..io.atomic import OutputError, atomic_write, check_apart, check_outputs, exclusive
 from ..io.datasets import DATASET_NAMES, load_dataset
 from ..io.idx import MAX_BYTES
-from ..models.estimator import AUTO_STEPS, SoftmaxRegression, TrainingDivergedError
+from ..models.estimator import SoftmaxRegression, TrainingDivergedError, sgd_batch_size
 from ..models.hyperparameters import DEFAULTS, HYPERPARAMETERS
 from ..ops.dispatch import device_name, resolve_device
 from ..solvers.dask import persist
@@ -39,7 +39,7 @@ from .common import (
     output_file,
     plural,
     run_command,
-    save_error,
+    save_model,
     steps_note,
 )
 from .dask import connect, scheduler_flag
@@ -195,10 +195,7 @@ def train(args, model, data, device, done, out, checkpoint, client=None):
     seconds = time.perf_counter() - start
     report_warnings(caught, model, say)
     if model.solver == "lbfgs" and args.save:
-        try:
-            model.save(args.save, dataset=data.name)
-        except OSError as e:
-            raise save_error(e, args.save, "the result", checkpoint, resumable=False) from e
+        save_model(model, args.save, data.name, "the result", checkpoint, resumable=False)
     last = model.history_[-1]
     result = {"dataset": data.name, "device": device, "device_name": device_name(device),
               "solver": model.solver, "test_acc": last["test_acc"], "train_acc": last["train_acc"],
@@ -219,11 +216,9 @@ def announce(say, args, model, data, device, done, client):
             f"{data.x_train.chunks[0][0]} images")
     if done:
         say(f"resuming from {args.resume} after epoch {done}")
-    if model.solver == "sgd":  # lr="auto" trains in batches of at most 1/AUTO_STEPS of the rows
-        rows = len(data.x_train)
-        batch = min(model.batch_size, max(1, rows // AUTO_STEPS)) if model.lr == "auto" else model.batch_size
-        if note := steps_note(rows, batch):
-            say(note)
+    if model.solver == "sgd" and (note := steps_note(len(data.x_train), sgd_batch_size(
+            model.lr, model.batch_size, len(data.x_train)))):
+        say(note)
 
 
 def fit(args, model, data, done, say, checkpoint):
@@ -247,10 +242,7 @@ def fit(args, model, data, done, say, checkpoint):
         # A checkpoint per epoch: an interrupted run loses one epoch at most. lbfgs has none per
         # iteration: the run ends (or is interrupted) with one --save.
         if args.save and not lbfgs:
-            try:
-                model.save(args.save, dataset=data.name)
-            except OSError as e:  # a full disk: the line says which epoch the checkpoint still holds
-                raise save_error(e, args.save, f"epoch {record['epoch']}", checkpoint) from e
+            save_model(model, args.save, data.name, f"epoch {record['epoch']}", checkpoint)
             checkpoint["epoch"] = record["epoch"]
 
     try:

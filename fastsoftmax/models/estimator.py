@@ -28,7 +28,7 @@ from ..solvers import dask, lbfgs
 from ..solvers.sgd import TrainingDivergedError, sgd, warn_if_not_learning
 from .hyperparameters import DEFAULTS, HYPERPARAMETERS
 from .inputs import auto_input_scale, check_model_size, eval_data, predict_data, training_data, x_scale
-from .labels import as_classes, encode, fit_classes
+from .labels import encode, fit_classes
 from .standardize import Standardization, moments
 from .weights import HostWeights, set_weights
 
@@ -171,10 +171,10 @@ class SoftmaxRegression(HostWeights, ClassifierMixin, BaseEstimator):
         if first and classes is None:
             raise ValueError("classes must be given to the first call of partial_fit: the labels y may hold")
         X, y, found = training_data(self, X, y, xp, reset=first)
+        # The earlier calls' classes_, which a repeated `classes` must equal (the error names what differs).
+        classes_ = fit_classes([found], classes, None if first else self.classes_)
         if first:
-            start_fit(self, fit_classes([found], classes), X)
-        elif classes is not None and not np.array_equal(as_classes(classes), self.classes_):
-            raise ValueError(f"classes={classes!r:.80} differ from the classes_ of the earlier calls")
+            start_fit(self, classes_, X)
         y = encode(y, self.classes_, xp, "y")
         done = len(self.history_)
         seen = sum(r.get("rows", 0) for r in self.history_)
@@ -191,8 +191,7 @@ class SoftmaxRegression(HostWeights, ClassifierMixin, BaseEstimator):
         evaluate and publish still see weights on X's own units."""
         auto = self.lr == "auto"
         self.lr_ = lr if lr is not None else AUTO_LR if auto else float(self.lr)
-        self.batch_size_ = int(self.batch_size) if not auto else min(int(self.batch_size),
-                                                                     max(1, X.shape[0] // AUTO_STEPS))
+        self.batch_size_ = sgd_batch_size(self.lr, self.batch_size, X.shape[0])
         coef = xp.array(self.coef_, dtype=COMPUTE_DTYPE, order="C")
         b = xp.array(self.intercept_, dtype=COMPUTE_DTYPE)
         scale = x_scale(self.input_scale_, X)
@@ -341,6 +340,11 @@ class SoftmaxRegression(HostWeights, ClassifierMixin, BaseEstimator):
         if fields["feature_names"] is not None:  # an object array, as scikit-learn's fit sets it
             model.feature_names_in_ = fields["feature_names"].astype(object)
         return model
+
+
+def sgd_batch_size(lr, batch_size, rows):
+    """The batch size SGD runs at over `rows` rows: batch_size, at most rows // AUTO_STEPS under lr="auto"."""
+    return int(batch_size) if lr != "auto" else min(int(batch_size), max(1, rows // AUTO_STEPS))
 
 
 def start_fit(model, classes_, X):

@@ -143,11 +143,11 @@ class SoftmaxRegressionSweep(ClassifierMixin, BaseEstimator):
             if hasattr(template, "feature_names_in_"):
                 model.feature_names_in_ = template.feature_names_in_
         self._diverged = np.zeros(len(grid), np.int64)
-        X_fit, scale = scaled_first(X[fit_rows], x_scale(self.estimators_[0].input_scale_, X))
+        raw_scale = x_scale(self.estimators_[0].input_scale_, X)
+        (X_fit, scale), (X_val, val_scale) = (scaled_first(X[rows], raw_scale) for rows in (fit_rows, val_rows))
         standard = self._standardization(xp, X_fit, scale)
-        self._train(xp, X_fit if standard is None else standard.apply(xp, X_fit), y[fit_rows],
-                    *scaled_first(X[val_rows], x_scale(self.estimators_[0].input_scale_, X)), y[val_rows],
-                    scale, standard, callback)
+        self._train(xp, X_fit if standard is None else standard.apply(xp, X_fit), y[fit_rows], X_val, val_scale,
+                    y[val_rows], scale, standard, callback)
         return self
 
     def _standardization(self, xp, X, scale):
