@@ -124,6 +124,15 @@ __device__ __forceinline__ void group_logits(const TX* const (&x)[R], const T* _
             for (int c = 0; c < K; ++c) z[r][c] += __shfl_xor_sync(FULL_MASK, z[r][c], off);
 }
 
+// ---- row weights ----
+// Row `row` of X's sample weight: sample_weight[row], or 1 where the pointer is
+// null (no weights). Kernels multiply a row's loss and its g = softmax - onehot
+// by it, so with no weights every product is by exactly 1: the same bits.
+template <typename T>
+__device__ __forceinline__ T row_weight(const T* __restrict__ sample_weight, long long row) {
+    return sample_weight ? sample_weight[row] : T(1);
+}
+
 // ---- one row of K scores ----
 // Index of the first maximum (strict >, as numpy's argmax); m gets the max.
 template <typename T, int K>

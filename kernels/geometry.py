@@ -31,9 +31,11 @@ PART_EXTRA = 2
 WARP = 32
 ROWS_PER_WARP_BLOCK = THREADS // WARP
 
-_C_TYPES = {"uint8": "unsigned char", "float32": "float", "float64": "double"}
+_C_TYPES = {"uint8": "unsigned char", "float32": "float", "float64": "double", "int32": "int", "int64": "long long"}
 X_TYPES = ("uint8", "float32", "float64")
 W_TYPES = ("float32", "float64")
+# A CSR X's indices and indptr (arrays.CSR): both int32 or both int64.
+INDEX_TYPES = ("int32", "int64")
 
 
 def template_id(name: str, *params) -> str:
@@ -65,6 +67,13 @@ def instantiations(k: int) -> dict[str, list[str]]:
             template_id(kernel, w) for kernel in ("softmax_rows", "softmax_rows_gradient") for w in W_TYPES
         ],
         "sweep": [template_id("sgd_step_many", w) for w in W_TYPES],
+        "sparse": [
+            template_id(kernel, w, i)
+            for kernel in ("sparse_logits", "sparse_rows_gradient", "sparse_scatter", "sparse_apply")
+            for w in W_TYPES
+            for i in INDEX_TYPES
+        ]
+        + [template_id("add_column_sums", w) for w in W_TYPES],
         "softmax_cross_entropy": [template_id("softmax_cross_entropy", w, k) for w in W_TYPES]
         + [template_id("mean_of_partials", w) for w in W_TYPES],
         "accuracy": [template_id("count_correct", w, k) for w in W_TYPES],

@@ -1,7 +1,8 @@
 // linear_softmax_cross_entropy: the fused training kernel. For the rows of a
 // batch it computes, reading X once and never writing the (n, k) logits, the
-// mean cross-entropy of softmax(x_scale * X @ W + b), the number of rows whose
-// argmax is the label, and the gradients dW, db. The blocks' partial sums are
+// mean cross-entropy of softmax(x_scale * X @ W + b) (each row's term times its
+// sample weight, where there are weights), the number of rows whose argmax is
+// the label (unweighted), and the gradients dW, db. The blocks' partial sums are
 // then added in a fixed order (bit-reproducible, unlike atomics), giving the
 // gradient or taking the SGD step: reduce_partials after a launch of
 // linear_softmax_cross_entropy (one call), or, for a whole epoch, sgd_epoch: a
@@ -14,7 +15,8 @@
 //  1. the tile's rows (gathered through the epoch's order) are staged in
 //     shared memory: the gradient pass needs them again after the softmax;
 //  2. row pass: a group of G lanes per row computes its K logits from W in
-//     shared memory, then the softmax, loss, argmax and g = softmax - onehot;
+//     shared memory, then the softmax, loss, argmax and g = w (softmax - onehot),
+//     w the row's sample weight (common.cuh's row_weight: 1 without weights);
 //  3. gradient pass: each thread owns 4 columns and adds g[r][c] * x[r][j]
 //     over the tile's rows into the block's dW in shared memory.
 // G is chosen by the host: 8 for many rows (fewer shuffles per row), 32 for a
@@ -30,15 +32,17 @@
 // gives a launch exactly that much, so a kernel reaching past it faults there.
 //
 // Writes this block's row of partial sums to out: dW (K x d, unscaled: sum of
-// g x), db (K), loss (1), hits (1), over the tiles blockIdx.x, blockIdx.x +
-// gridDim.x, ... of the batch. Rows first .. first + nrows of the batch are
-// rows[first + i] of X, or first + i when rows is null. coef and b are read
+// g x), db (K), loss (1, the sum of w * loss), hits (1), over the tiles
+// blockIdx.x, blockIdx.x + gridDim.x, ... of the batch. Rows first .. first +
+// nrows of the batch are rows[first + i] of X, or first + i when rows is null;
+// sample_weight (null: every row weighs 1) is indexed, as y, by X's row. coef and b are read
 // without __restrict__: sgd_epoch writes them between calls, and a restrict
 // const pointer may be read through the non-coherent cache.
 template <typename T, typename TX, int K, int G>
 __device__ void block_partials(const TX* __restrict__ X, const long long* __restrict__ rows, long long first,
-                               int nrows, const long long* __restrict__ y, const T* coef, const T* b, T x_scale,
-                               int d, int x_vec16, int coef_vec16, unsigned char* smem, T* __restrict__ out) {
+                               int nrows, const long long* __restrict__ y, const T* __restrict__ sample_weight,
+                               const T* coef, const T* b, T x_scale, int d, int x_vec16, int coef_vec16,
+                               unsigned char* smem, T* __restrict__ out) {
     constexpr int TR = THREADS / G;
     constexpr int KV = K + PART_EXTRA;  // per-row values: K gradients (or db), loss, hits
     const int dp = pad4(d);
@@ -69,7 +73,9 @@ __device__ void block_partials(const TX* __restrict__ X, const long long* __rest
         T z[1][K];
         group_logits<T, TX, K, G, 1, 4>(x, W_s, dp, dp, lane, z);
         if (row < count) {
-            const int label = int(y[rows ? rows[tile_first + row] : tile_first + row]);
+            const long long xrow = rows ? rows[tile_first + row] : tile_first + row;
+            const int label = int(y[xrow]);
+            const T w = row_weight(sample_weight, xrow);
             T zy = T(0);
 #pragma unroll
             for (int c = 0; c < K; ++c) {
@@ -77,11 +83,11 @@ __device__ void block_partials(const TX* __restrict__ X, const long long* __rest
                 if (c == label) zy = z[0][c];  // compile-time c keeps z in registers
             }
             const RowSoftmax<T, K> s(z[0]);
-            loss += s.loss(zy);
+            loss += w * s.loss(zy);
             hits += T(s.top == label);
 #pragma unroll
             for (int c = 0; c < K; ++c) {
-                const T g = s.prob(z[0][c]) - T(c == label);
+                const T g = w * (s.prob(z[0][c]) - T(c == label));
                 db[c] += g;
                 if (c % G == lane) v_s[row * KV + c] = g;
             }
@@ -129,11 +135,12 @@ __device__ void block_partials(const TX* __restrict__ X, const long long* __rest
 template <typename T, typename TX, int K, int G>
 __global__ void __launch_bounds__(THREADS)
 linear_softmax_cross_entropy(const TX* __restrict__ X, const long long* __restrict__ rows, long long first, int nrows,
-                             const long long* __restrict__ y, const T* __restrict__ coef, const T* __restrict__ b,
-                             T x_scale, int d, int x_vec16, int coef_vec16, T* __restrict__ part) {
+                             const long long* __restrict__ y, const T* __restrict__ sample_weight,
+                             const T* __restrict__ coef, const T* __restrict__ b, T x_scale, int d, int x_vec16,
+                             int coef_vec16, T* __restrict__ part) {
     DYNAMIC_SHARED_MEMORY(smem);
-    block_partials<T, TX, K, G>(X, rows, first, nrows, y, coef, b, x_scale, d, x_vec16, coef_vec16, smem,
-                                part + (long long)blockIdx.x * (K * d + K + PART_EXTRA));
+    block_partials<T, TX, K, G>(X, rows, first, nrows, y, sample_weight, coef, b, x_scale, d, x_vec16, coef_vec16,
+                                smem, part + (long long)blockIdx.x * (K * d + K + PART_EXTRA));
 }
 
 // Element e of a row of partial sums (dW, db, loss, hits), added over the
@@ -194,8 +201,9 @@ reduce_partials(const T* __restrict__ part, int nparts, int k, int d, int nrows,
 // about 3 us a step, 0.7 ms an epoch of 235 steps.
 template <typename T, typename TX, int K, int G>
 __global__ void __launch_bounds__(THREADS)
-sgd_epoch(const TX* __restrict__ X, const long long* __restrict__ y, const long long* __restrict__ rows,
-          long long n, int batch_size, T* coef, T* b, T x_scale, int d, int x_vec16, int coef_vec16,
+sgd_epoch(const TX* __restrict__ X, const long long* __restrict__ y, const T* __restrict__ sample_weight,
+          const long long* __restrict__ rows, long long n, int batch_size, T* coef, T* b, T x_scale, int d,
+          int x_vec16, int coef_vec16,
           T weight_decay, int kind, double peak, long long total_steps, long long start_step,
           T* __restrict__ part, T* loss, long long* hits, unsigned* barrier) {
     DYNAMIC_SHARED_MEMORY(smem);
@@ -204,8 +212,8 @@ sgd_epoch(const TX* __restrict__ X, const long long* __restrict__ y, const long 
     for (long long s = 0; s < steps; ++s) {
         const long long first = s * batch_size;
         const int nrows = int(min((long long)batch_size, n - first));
-        block_partials<T, TX, K, G>(X, rows, first, nrows, y, coef, b, x_scale, d, x_vec16, coef_vec16, smem,
-                                    part + (long long)blockIdx.x * stride);
+        block_partials<T, TX, K, G>(X, rows, first, nrows, y, sample_weight, coef, b, x_scale, d, x_vec16,
+                                    coef_vec16, smem, part + (long long)blockIdx.x * stride);
         grid_barrier(barrier);
         const T rate = learning_rate<T>(kind, peak, total_steps, start_step + s);
         for (int e = blockIdx.x * THREADS + threadIdx.x; e < stride; e += gridDim.x * THREADS)

@@ -21,17 +21,18 @@ REAL_GPU = dispatch.cuda_available()
 @pytest.fixture
 def cupy_module():
     """cupy: the real one where a GPU is, else the stand-in on the CPU emulator
-    (installed as sys.modules["cupy"] for the test, with fresh counters and
+    (installed as sys.modules["cupy"], with cupyx.scipy.sparse's stand-in, for the test, with fresh counters and
     the default device attributes)."""
     if REAL_GPU:
         import cupy
 
         yield cupy
         return
-    from cudaemu import standin_cupy
+    from cudaemu import standin_cupy, standin_cupyx
 
-    saved = sys.modules.get("cupy")
-    sys.modules["cupy"] = standin_cupy
+    standins = {"cupy": standin_cupy, **standin_cupyx.MODULES}
+    saved = {name: sys.modules.get(name) for name in standins}
+    sys.modules.update(standins)
     dispatch._cupy.cache_clear()
     standin_cupy.counters.reset()
     standin_cupy.device_attributes.update(standin_cupy.DEFAULT_ATTRIBUTES)
@@ -41,10 +42,11 @@ def cupy_module():
     finally:
         standin_cupy.device_attributes.update(standin_cupy.DEFAULT_ATTRIBUTES)  # as the next test expects them
         _clear_attributes()
-        if saved is None:
-            del sys.modules["cupy"]
-        else:
-            sys.modules["cupy"] = saved
+        for name, module in saved.items():
+            if module is None:
+                del sys.modules[name]
+            else:
+                sys.modules[name] = module
         dispatch._cupy.cache_clear()
 
 

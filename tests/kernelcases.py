@@ -95,3 +95,55 @@ def fit_on_both_devices(cp, X, y, eval_set=None, **params):
 # crossover (backends/cpu/__init__.py's BLAS_MIN_CLASSES) when the threshold
 # is left as it is.
 LARGE_K_SHAPES = [(300, 64, 1000), (129, 300, 100), (700, 33, 40), (257, 33, 10)]
+
+
+# Sparse X (CSR): edge sizes, an empty row, columns past 10^4, and classes from 2 to a few hundred.
+SPARSE_SHAPES = [(1, 1, 2, 1.0), (2, 3, 2, 0.0), (70, 40, 3, 0.1), (257, 500, 10, 0.02), (129, 20000, 7, 0.001),
+                 (300, 64, 300, 0.05)]
+INDEX_DTYPES = [np.int32, np.int64]
+
+
+def make_sparse_problem(n, d, k, density, w_dtype, index_dtype=np.int32, seed=0):
+    """A random CSR X (values of w_dtype, indices of index_dtype; row 0 empty where there are 2 rows or
+    more), W, b, y and positive sample weights."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(seed)
+    X = sp.random(n, d, density=density, format="csr", dtype=w_dtype, random_state=seed,
+                  data_rvs=lambda size: rng.standard_normal(size) * 2)
+    if n > 1:
+        X.data[X.indptr[0] : X.indptr[1]] = 0
+        X.eliminate_zeros()
+    X.indices, X.indptr = X.indices.astype(index_dtype), X.indptr.astype(index_dtype)
+    W = (rng.standard_normal((d, k)) / np.sqrt(max(1, density * d))).astype(w_dtype)
+    b = rng.standard_normal(k).astype(w_dtype)
+    return X, W, b, rng.integers(0, k, n), rng.random(n) + 0.1
+
+
+def on_sparse(xp, X):
+    """The scipy CSR X on xp's device: as given on the CPU, a cupyx.scipy.sparse matrix on the GPU."""
+    if xp is np:
+        return X
+    import cupyx.scipy.sparse
+
+    return cupyx.scipy.sparse.csr_matrix(X)
+
+
+def check_sparse_kernels(xp, X, W, b, y, sample_weight, x_scale=1.0):
+    """Every kernel on the sparse X against the reference on its dense copy."""
+    w_dtype, dense = W.dtype.type, X.toarray()
+    Xs, (Wd, bd, yd, swd) = on_sparse(xp, X), on(xp, W, b, y, sample_weight)
+    for kernel in ("linear_softmax", "linear_logits"):
+        out = getattr(fs, kernel)(Xs, Wd, bd, x_scale=x_scale)
+        assert type(out) is type(Wd) and out.dtype == W.dtype
+        assert_close(out, getattr(ref, kernel)(dense, W, b, x_scale=x_scale), w_dtype)
+    for weights, ref_weights in ((None, None), (swd, sample_weight)):
+        loss, correct, dW, db = fs.linear_softmax_cross_entropy(Xs, Wd, bd, yd, x_scale=x_scale,
+                                                                sample_weight=weights)
+        r_loss, r_correct, r_dW, r_db = ref.linear_softmax_cross_entropy(dense, W, b, y, x_scale=x_scale,
+                                                                         sample_weight=ref_weights)
+        assert loss.shape == () and correct.shape == ()
+        assert_close(loss, r_loss, w_dtype)
+        assert_close(dW, r_dW, w_dtype)
+        assert_close(db, r_db, w_dtype)
+        assert abs(int(correct) - r_correct) <= (0 if w_dtype == np.float64 else 1)

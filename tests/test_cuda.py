@@ -24,10 +24,11 @@ from conftest import REAL_GPU
 from fastsoftmax.kernels import geometry
 from fastsoftmax.kernels import source as cuda_source
 from idxdata import write_idx
-from kernelcases import check_all_kernels, fit_on_both_devices, make_problem
+from kernelcases import assert_close, check_all_kernels, fit_on_both_devices, make_problem, on, to_numpy
 
 import fastsoftmax as fs
 from fastsoftmax.reference import kernels as ref
+from fastsoftmax.reference.schedules import kind_of
 from fastsoftmax.io.datasets import FILES
 from fastsoftmax.train import main as train_main
 
@@ -167,6 +168,94 @@ def test_training_is_bit_reproducible(cupy_module):
     np.testing.assert_array_equal(first[0], second[0])
     np.testing.assert_array_equal(first[1], second[1])
     assert [s[2:] for s in first[2]] == [s[2:] for s in second[2]]
+
+
+# ---- sample weights, through the backend's own functions ----
+
+
+@pytest.fixture(params=["fused", "large"])
+def weighted_path(request, cupy_module, monkeypatch):
+    """The dense path the weighted tests run: the device's own choice (fused, for their small W), or
+    the large path, forced by a shared-memory limit of 0 (as test_cuda_large.py's force_large)."""
+    from fastsoftmax.backends.cuda import compile as nvrtc
+
+    if request.param == "large":
+        monkeypatch.setattr(nvrtc, "shared_memory_limit", lambda: 0)
+    families = []
+    kernel = nvrtc.kernel
+    monkeypatch.setattr(nvrtc, "kernel", lambda family, expr: families.append(family) or kernel(family, expr))
+    yield request.param
+    # (train_epoch_many runs large.py's sweep on either: only one model fits the fused kernels)
+    assert ("linear_softmax_cross_entropy" in families) == (request.param == "fused")
+    assert "softmax_rows" in families or request.param == "fused"
+
+
+def weighted_problem(w_dtype, seed=11):
+    """A problem with sample weights: some zero, the rest from 0.1 to 3; w as given (the reference
+    normalises it) and normalised to mean 1 (what ops hands the backend)."""
+    X, W, b, y, x_scale = make_problem(150, 20, 5, np.uint8, w_dtype, seed=seed)
+    w = np.random.default_rng(seed).uniform(0.1, 3.0, len(y))
+    w[:12] = 0.0
+    return X, W, b, y, x_scale, w, (w * len(w) / w.sum()).astype(w_dtype)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("w_dtype", [np.float32, np.float64])
+def test_weighted_gradient_matches_reference(cupy_module, weighted_path, w_dtype):
+    """The weighted loss sum(w l) / n with w of mean 1 is the reference's weighted mean sum(w l) / sum(w);
+    the hits are not weighted."""
+    from fastsoftmax.backends import cuda
+
+    X, W, b, y, x_scale, w, w_mean1 = weighted_problem(w_dtype)
+    Xd, bd, yd, wd = on(cupy_module, X, b, y, w_mean1)
+    coef = cupy_module.asarray(np.ascontiguousarray(W.T))
+    loss, correct, dcoef, db = cuda.linear_softmax_cross_entropy(Xd, coef, bd, yd, x_scale, wd)
+    r_loss, r_correct, r_dW, r_db = ref.linear_softmax_cross_entropy(X, W, b, y, x_scale=x_scale, sample_weight=w)
+    assert_close(loss, r_loss, w_dtype)
+    assert_close(to_numpy(dcoef).T, r_dW, w_dtype)
+    assert_close(db, r_db, w_dtype)
+    assert abs(int(correct) - r_correct) <= (0 if w_dtype == np.float64 else 1)
+    assert r_correct == ref.linear_softmax_cross_entropy(X, W, b, y, x_scale=x_scale)[1]
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("w_dtype", [np.float32, np.float64])
+def test_weighted_epochs_match_reference(cupy_module, weighted_path, w_dtype):
+    """train_epoch, and train_epoch_many of three models (each with its own rate and decay), with
+    sample weights indexed by X's row through a shuffled order and a partial last batch."""
+    from fastsoftmax.backends import cuda
+
+    cp = cupy_module
+    X, W, b, y, x_scale, w, w_mean1 = weighted_problem(w_dtype, seed=12)
+    order = np.random.default_rng(1).permutation(len(y))
+    Xd, yd, rows, wd = on(cp, X, y, order, w_mean1)
+    batch, total, start = 32, 12, 3
+    steps = -(-len(y) // batch)
+
+    def reference(lr, decay):
+        lrs = ref.learning_rates("cosine", lr, total, start, steps)
+        return ref.train_epoch(X, y, order, W, b, lrs, batch, x_scale=x_scale, weight_decay=decay, sample_weight=w)
+
+    coef, bias = cp.asarray(np.ascontiguousarray(W.T)), cp.asarray(b)
+    loss_sum, correct = cuda.train_epoch(Xd, yd, rows, coef, bias, batch, x_scale, 0.01, kind_of("cosine"), 0.5,
+                                         total, start, wd, None)
+    r_W, r_b, r_loss, r_correct = reference(0.5, 0.01)
+    assert_close(to_numpy(coef).T, r_W, w_dtype)
+    assert_close(bias, r_b, w_dtype)
+    assert_close(float(loss_sum) / len(y), r_loss, w_dtype)
+    assert abs(int(correct) - r_correct) <= (0 if w_dtype == np.float64 else 2)
+
+    lrs, decays = [0.5, 0.2, 1.0], [0.01, 0.0, 0.1]
+    coefs = cp.asarray(np.stack([np.ascontiguousarray(W.T)] * 3))
+    biases = cp.asarray(np.stack([b] * 3))
+    losses, hits = cuda.train_epoch_many(Xd, yd, rows, coefs, biases, batch, x_scale, decays, kind_of("cosine"), lrs,
+                                         total, start, wd)
+    for i, (lr, decay) in enumerate(zip(lrs, decays)):
+        r_W, r_b, r_loss, r_correct = reference(lr, decay)
+        assert_close(to_numpy(coefs[i]).T, r_W, w_dtype)
+        assert_close(biases[i], r_b, w_dtype)
+        assert_close(float(losses[i]) / len(y), r_loss, w_dtype)
+        assert abs(int(hits[i]) - r_correct) <= (0 if w_dtype == np.float64 else 2)
 
 
 # ---- the estimator and the command line on the CUDA backend ----

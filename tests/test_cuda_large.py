@@ -143,7 +143,8 @@ def test_large_train_epoch_in_chunks(cupy_module, nvrtc, monkeypatch, x_dtype, w
     order = np.random.default_rng(0).permutation(130)
     Xd, yd, bd, rows = on(cp, X, y, b, order)
     coef = cp.asarray(np.ascontiguousarray(W.T))
-    loss_sum, correct = large.train_epoch(Xd, yd, rows, coef, bd, batch, x_scale, 0.01, kind_of("cosine"), 0.5, 10, 4)
+    loss_sum, correct = large.train_epoch(Xd, yd, rows, coef, bd, batch, x_scale, 0.01, kind_of("cosine"), 0.5, 10, 4,
+                                          None)
     stats = [(order, ref.learning_rates("cosine", 0.5, 10, 4, steps), float(loss_sum), int(correct))]
     check_training(X, y, W, b, x_scale, w_dtype, to_numpy(coef).T, to_numpy(bd), stats, batch)
 
@@ -167,7 +168,7 @@ def test_memory_stays_within_a_chunk(cupy_module, nvrtc, monkeypatch):
     bound = max(chunk * max(k, d), k * d) * W.itemsize
     assert bound < n * k * W.itemsize
     for run in (lambda: fs.linear_softmax_cross_entropy(Xd, Wd, bd, yd, x_scale=x_scale),
-                lambda: large.train_epoch(Xd, yd, rows, coef, bd, n, x_scale, 0.0, 1, 0.1, 1, 0)):
+                lambda: large.train_epoch(Xd, yd, rows, coef, bd, n, x_scale, 0.0, 1, 0.1, 1, 0, None)):
         cupy_module.counters.reset()
         run()
         assert 0 < cupy_module.counters.largest_allocation <= bound

@@ -25,10 +25,11 @@ import fastsoftmax as fs
 from fastsoftmax.reference import kernels as ref
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-DASK, SWEEP, KERNELS, ESTIMATOR = "dask", "sweep", "kernels", "estimator"
+DASK, SWEEP, TEXT, KERNELS, ESTIMATOR = "dask", "sweep", "text", "kernels", "estimator"
 # Each block by its section's heading and its place there: a new block fails test_every_readme_block_is_run
 # until it is named here and run.
 BLOCKS = {("More than one machine: Dask", 0): DASK, ("Many models in one pass: sweeps", 0): SWEEP,
+          ("Text and other sparse data", 0): TEXT,
           ("The kernel API", 0): KERNELS, ("The kernel API", 1): ESTIMATOR}
 DASK_ROWS = 2000
 
@@ -64,7 +65,12 @@ def namespace(fashion_mnist, tmp_path, monkeypatch):
 
 
 def test_every_readme_block_is_run():
-    assert list(readme_blocks()) == [DASK, SWEEP, KERNELS, ESTIMATOR]
+    assert list(readme_blocks()) == [DASK, SWEEP, TEXT, KERNELS, ESTIMATOR]
+
+
+def test_the_text_example_classifies_as_its_comment_says(namespace, capsys):
+    run_block(TEXT, namespace)
+    assert capsys.readouterr().out.strip() == "['spam' 'ham']"
 
 
 def test_the_package_docstring_example_runs():

@@ -19,13 +19,19 @@ from fastsoftmax.models.estimator import FORMAT
 
 from test_estimator import blobs
 
-# Checks that cannot pass, with the reason: none today (check_estimator fails on a check listed
-# here that passes, so the list cannot go stale).
+# Checks that cannot pass, with the reason (check_estimator fails on a check listed here that passes,
+# so the list cannot go stale). lbfgs: none.
 EXPECTED_FAILED_CHECKS = {}
+# SGD visits other batches when a row is repeated than when it weighs 2: the two agree in expectation
+# (tests/test_weights.py), not to the check's tolerance.
+SGD_FAILED_CHECKS = {
+    check: "SGD: a weight of 2 trains as a duplicated row in expectation, not exactly"
+    for check in ("check_sample_weight_equivalence_on_dense_data", "check_sample_weight_equivalence_on_sparse_data")
+}
 
 
 def test_check_estimator():
-    check_estimator(fs.SoftmaxRegression(), expected_failed_checks=EXPECTED_FAILED_CHECKS)
+    check_estimator(fs.SoftmaxRegression(), expected_failed_checks=SGD_FAILED_CHECKS)
 
 
 def test_check_estimator_lbfgs():

@@ -146,13 +146,13 @@ def figure_file(example):
 MANY_STEPS = 10_000  # steps an epoch, past which a line says that the progress shows once an epoch
 
 
-def steps_note(rows, batch_size):
-    """A note where an epoch over `rows` in batches of `batch_size` takes more than MANY_STEPS steps
-    (the progress lines come once an epoch, so a long one is silent), else None."""
+def steps_note(rows, batch_size, unit="images"):
+    """A note where an epoch over `rows` (images, or rows of an svmlight file) in batches of `batch_size`
+    takes more than MANY_STEPS steps (the progress lines come once an epoch, so a long one is silent), else None."""
     steps = -(-rows // batch_size)
     if steps <= MANY_STEPS:
         return None
-    return (f"note: an epoch takes {steps:,} steps (--batch-size {batch_size} on {rows:,} images); the progress "
+    return (f"note: an epoch takes {steps:,} steps (--batch-size {batch_size} on {rows:,} {unit}); the progress "
             "shows once an epoch")
 
 

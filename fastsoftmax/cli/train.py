@@ -1,4 +1,4 @@
-"""Train softmax regression on an idx data set: ``python -m fastsoftmax.train``.
+"""Train softmax regression on an idx data set, or on svmlight files: ``python -m fastsoftmax.train``.
 
 Prints one line per epoch and a summary; --save, --json and --plot write the
 model, the results and the training curves (each file atomically, each path
@@ -9,7 +9,6 @@ exit status 2 (usage) or 1 (data, device, outputs, divergence).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import math
 import statistics
@@ -21,12 +20,11 @@ from sklearn.exceptions import ConvergenceWarning
 from tqdm import tqdm
 
 from ..io.atomic import OutputError, atomic_write, check_apart, check_outputs, exclusive
-from ..io.datasets import DATASET_NAMES, load_dataset
-from ..io.idx import MAX_BYTES
+from ..io.datasets import DATASET_NAMES
 from ..models.estimator import SoftmaxRegression, TrainingDivergedError, sgd_batch_size
 from ..models.hyperparameters import DEFAULTS, HYPERPARAMETERS
+from ..models.sweep import SHARED
 from ..ops.dispatch import device_name, resolve_device
-from ..solvers.dask import persist
 from . import sweep
 from .common import (
     Explicit,
@@ -43,13 +41,14 @@ from .common import (
     steps_note,
 )
 from .dask import connect, scheduler_flag
+from .data import check_data_flags, check_resumed_source, eval_set, load_data
 from .warmup import fit_kernels
 
 PROG = "python -m fastsoftmax.train"
 STDOUT = ("-", "/dev/stdout")  # --json to standard output
 # What --resume keeps: each changes the steps already taken (or, for the seed,
 # the order of the rows), so a resumed run would not be the run it continues.
-KEPT_ON_RESUME = ("solver", "batch_size", "lr", "schedule", "weight_decay", "seed")
+KEPT_ON_RESUME = ("solver", "batch_size", "lr", "schedule", "weight_decay", "seed", "class_weight")
 # The outputs: (flag, the name of its value in args, the file name a folder given for it is told to add).
 OUTPUTS = (("--save", "save", "model.npz"), ("--json", "json", "results.json"), ("--plot", "plot", "curves.png"))
 
@@ -60,6 +59,10 @@ def build_parser():
     p.add_argument("--data-dir", metavar="DIR",
                    help="the folder with the four idx files, downloaded there if missing (default: "
                         "$FASTSOFTMAX_DATA, else the cache or /usr/share/datasets)")
+    p.add_argument("--train", metavar="FILE",
+                   help="train on an svmlight/libsvm file (.gz and .bz2 too) instead of an idx data set")
+    p.add_argument("--test", metavar="FILE",
+                   help="with --train: the svmlight file scored after each epoch (its features join the union)")
     # --epochs, --lr, --device, ...: SoftmaxRegression's own; several --lr or --weight-decay values: a sweep
     add_hyperparameters(p, HYPERPARAMETERS, grids=("lr", "weight_decay"))
     sweep.add_arguments(p)
@@ -111,8 +114,10 @@ def check_output_flags(args):
 
 def check_inputs_kept(args, dataset):
     """Before loading data: OutputError unless each output is a file of its own and none is one the run
-    reads (the data set's four files, --resume's model, which --save alone may continue)."""
-    inputs = [("--resume", args.resume), *data_inputs(dataset, args.data_dir)]
+    reads (the data set's four files or --train's and --test's, --resume's model, which --save alone may
+    continue)."""
+    data = [("--train", args.train), ("--test", args.test)] if args.train else data_inputs(dataset, args.data_dir)
+    inputs = [("--resume", args.resume), *data]
     check_apart([output[:2] for output in output_files(args)], inputs, rewrites={("--save", "--resume")})
 
 
@@ -128,6 +133,7 @@ def resumed_model(args):
     saved, typed = model.get_params(), given(args)
     changed = [name for name in KEPT_ON_RESUME if name in typed and getattr(args, name) != saved[name]]
     dataset = model.dataset_ or args.dataset  # files of format /1 do not name it
+    check_resumed_source(args, dataset)
     if "dataset" in typed and args.dataset != dataset:
         changed.append("dataset")
         saved["dataset"] = dataset
@@ -157,11 +163,17 @@ def run(args, checkpoint):
         if args.dask:
             raise ValueError("--dask trains one model; a sweep (several --lr or --weight-decay values) runs in "
                              "memory: give one value of each, or leave --dask out")
+        if args.train:
+            raise ValueError("a sweep (several --lr or --weight-decay values) trains on an idx data set; with "
+                             "--train give one value of each")
+        if args.class_weight and "class_weight" not in SHARED:
+            raise ValueError("--class-weight trains one model; a sweep (several --lr or --weight-decay values) "
+                             "weighs every row alike: give one value of each, or leave --class-weight out")
         write_outputs(args, *sweep.run(args, out, checkpoint), json_to_stdout)
         return
     if args.resume:  # warm_start resumes the schedule after the epochs already in history_
         model, dataset = resumed_model(args)
-        if dataset != args.dataset:  # the saved run's data set, whose files may lie elsewhere
+        if dataset != args.dataset and not args.train:  # the saved run's data set, whose files may lie elsewhere
             check_inputs_kept(args, dataset)
     else:
         model = SoftmaxRegression(**{p.name: getattr(args, p.name) for p in HYPERPARAMETERS if p.flag})
@@ -173,9 +185,7 @@ def run(args, checkpoint):
     # One run at a time writes a checkpoint: two would interleave their epochs in one file.
     with (exclusive(args.save, "--save") if args.save else contextlib.nullcontext(),
           connect(args.dask) if args.dask else contextlib.nullcontext() as client):
-        data = load_dataset(dataset, args.data_dir, chunked=bool(args.dask))
-        if client is not None and data.x_train.nbytes <= MAX_BYTES:
-            data = dataclasses.replace(data, x_train=persist(data.x_train))  # in memory: sent once
+        data = load_data(args, dataset, model)
         result = train(args, model, data, device, done, out, checkpoint, client)
     write_outputs(args, model, data, device, result, json_to_stdout)
 
@@ -189,7 +199,7 @@ def train(args, model, data, device, done, out, checkpoint, client=None):
     announce(say, args, model, data, device, done, client)
     # The fit's kernels compiled (or loaded from the cache) before its first epoch, a line saying so as they compile.
     compile_seconds, compiled = (0.0, False) if client is not None else fit_kernels(
-        model, data.x_train, data.y_train, (data.x_test, data.y_test), data.classes, say)
+        model, data.x_train, data.y_train, eval_set(data), data.classes, say)
     start = time.perf_counter()
     caught = fit(args, model, data, done, say, checkpoint)
     seconds = time.perf_counter() - start
@@ -198,7 +208,7 @@ def train(args, model, data, device, done, out, checkpoint, client=None):
         save_model(model, args.save, data.name, "the result", checkpoint, resumable=False)
     last = model.history_[-1]
     result = {"dataset": data.name, "device": device, "device_name": device_name(device),
-              "solver": model.solver, "test_acc": last["test_acc"], "train_acc": last["train_acc"],
+              "solver": model.solver, "test_acc": last.get("test_acc"), "train_acc": last["train_acc"],
               "loss": last["loss"], "seconds": seconds, "compile_seconds": compile_seconds, "compiled": compiled,
               "params": model.get_params(), "history": model.history_}
     return result | summary(model, data, device, model.history_[done:], seconds, out)
@@ -206,7 +216,9 @@ def train(args, model, data, device, done, out, checkpoint, client=None):
 
 def announce(say, args, model, data, device, done, client):
     """The lines before training: the data, the device and solver, the Dask cluster, the resumed run."""
-    say(f"{data.name}: {len(data.x_train)} train / {len(data.x_test)} test images from {data.source}; "
+    unit = "images" if hasattr(data, "image_shape") else "rows"
+    test = "" if data.x_test is None else f" / {data.x_test.shape[0]} test"
+    say(f"{data.name}: {data.x_train.shape[0]} train{test} {unit} from {data.source}; "
         f"device {device_name(device)}; solver {model.solver}")
     if client is not None:
         workers = client.scheduler_info()["workers"].values()
@@ -216,8 +228,8 @@ def announce(say, args, model, data, device, done, client):
             f"{data.x_train.chunks[0][0]} images")
     if done:
         say(f"resuming from {args.resume} after epoch {done}")
-    if model.solver == "sgd" and (note := steps_note(len(data.x_train), sgd_batch_size(
-            model.lr, model.batch_size, len(data.x_train)))):
+    rows = data.x_train.shape[0]
+    if model.solver == "sgd" and (note := steps_note(rows, sgd_batch_size(model.lr, model.batch_size, rows), unit)):
         say(note)
 
 
@@ -230,13 +242,13 @@ def fit(args, model, data, done, say, checkpoint):
                disable=True if args.quiet else None)
 
     def report(model, record):
+        accuracy = f"train acc {record['train_acc']:.4f}" + (
+            f"  test acc {record['test_acc']:.4f}" if "test_acc" in record else "")  # none without --test
         if lbfgs:
             say(f"iteration {record['epoch']}/{total}  loss {record['loss']:.6f}  "
-                f"gradient max {record['grad_max']:.2e}  train acc {record['train_acc']:.4f}  "
-                f"test acc {record['test_acc']:.4f}  ({record['seconds']:.2f} s)")
+                f"gradient max {record['grad_max']:.2e}  {accuracy}  ({record['seconds']:.2f} s)")
         else:
-            say(f"epoch {record['epoch']}/{model.epochs}  loss {record['loss']:.4f}  "
-                f"train acc {record['train_acc']:.4f}  test acc {record['test_acc']:.4f}  "
+            say(f"epoch {record['epoch']}/{model.epochs}  loss {record['loss']:.4f}  {accuracy}  "
                 f"({record['seconds']:.2f} s)")
         bar.update()
         # A checkpoint per epoch: an interrupted run loses one epoch at most. lbfgs has none per
@@ -249,8 +261,7 @@ def fit(args, model, data, done, say, checkpoint):
         with bar, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
             # The data set's classes, not just the labels present: train, the saved model and predict agree.
-            model.fit(data.x_train, data.y_train, eval_set=(data.x_test, data.y_test), callback=report,
-                      classes=data.classes)
+            model.fit(data.x_train, data.y_train, eval_set=eval_set(data), callback=report, classes=data.classes)
     except TrainingDivergedError as e:
         kept = f"; the last finite epoch ({checkpoint['epoch']}) is in {args.save}" if "epoch" in checkpoint else ""
         raise ValueError(f"training diverged in epoch {e.epoch}: {e.what} (--lr {e.lr}, "
@@ -283,19 +294,21 @@ def report_warnings(caught, model, say):
 def summary(model, data, device, ran, seconds, out):
     """The last line, on the records of this run (`ran`); the results it adds for --json."""
     last = model.history_[-1]
+    accuracy = ("" if "test_acc" not in last else f"test accuracy {last['test_acc']:.4f}  ") + (
+        f"train accuracy {last['train_acc']:.4f}")
+    rows = data.x_train.shape[0]
     if model.solver == "lbfgs":
-        print(f"test accuracy {last['test_acc']:.4f}  train accuracy {last['train_acc']:.4f}  |  "
+        print(f"{accuracy}  |  "
               f"{plural(len(ran), 'lbfgs iteration')} in {seconds:.2f} s, objective {last['loss']:.6f}, gradient max "
               f"{last['grad_max']:.2e}  |  device {device_name(device)}", file=out)
         return {"iterations": len(ran)}
     # The median epoch: the first one also warms the caches (and, with --dask, loads the kernels on the workers).
     epoch_seconds = statistics.median(r["train_seconds"] for r in ran)
-    print(f"test accuracy {last['test_acc']:.4f}  train accuracy {last['train_acc']:.4f}  |  "
-          f"{plural(len(ran), 'epoch')} in {seconds:.2f} s (median epoch {epoch_seconds * 1e3:.1f} ms, "
-          f"{len(data.x_train) / epoch_seconds:,.0f} examples/s)  |  device {device_name(device)}", file=out)
+    print(f"{accuracy}  |  {plural(len(ran), 'epoch')} in {seconds:.2f} s (median epoch {epoch_seconds * 1e3:.1f} "
+          f"ms, {rows / epoch_seconds:,.0f} examples/s)  |  device {device_name(device)}", file=out)
     return {"lr": model.lr_, "batch_size": model.batch_size_,  # as --lr resolved them
             "train_seconds": sum(r["train_seconds"] for r in ran), "median_epoch_seconds": epoch_seconds,
-            "examples_per_second": len(data.x_train) / epoch_seconds}
+            "examples_per_second": rows / epoch_seconds}
 
 
 def write_outputs(args, model, data, device, result, json_to_stdout):
@@ -327,6 +340,7 @@ def main(argv=None, *, exiting=False):
     parser = build_parser()
     args = parser.parse_args(argv)
     check_solver_flags(parser, args)
+    check_data_flags(parser, args)
     checkpoint = {}  # "epoch": the last one --save wrote in this run
 
     def interrupted():

@@ -25,6 +25,19 @@ from ..ops.validation import (
 
 
 @dataclass(frozen=True)
+class ClassWeights(Rule):
+    """class_weight's rule: None, "balanced", or a dict of class label -> weight (a finite number >= 0)."""
+
+    def __str__(self):
+        return "None, 'balanced' or a dict {class label: weight >= 0}"
+
+    def allows(self, value) -> bool:
+        if value is None or isinstance(value, str):
+            return value is None or value in self.choices
+        return isinstance(value, dict) and all(NON_NEGATIVE_NUMBER.allows(w) for w in value.values())
+
+
+@dataclass(frozen=True)
 class HyperParameter:
     name: str
     default: object
@@ -59,6 +72,9 @@ HYPERPARAMETERS = (
     HyperParameter("input_scale", "auto", POSITIVE_OR_AUTO,
                    "X is multiplied by it, at fit and predict alike, whatever the dtype; auto: 1/255 if "
                    "the X given to fit is uint8 (pixels), else 1"),
+    HyperParameter("class_weight", None, ClassWeights(str, choices=("balanced",)),
+                   "weights of the classes, multiplied into sample_weight, as in LogisticRegression: None (all 1), "
+                   "balanced (n / (k * the class's count in y)) or a dict {label: weight}"),
     HyperParameter("seed", 0, NON_NEGATIVE_INT, "fixes the shuffling: the same seed gives the same model"),
     HyperParameter("device", "auto", Rule(str, choices=DEVICES), "auto: CUDA where CuPy sees a GPU, else CPU"),
     HyperParameter("warm_start", False, Rule(bool),

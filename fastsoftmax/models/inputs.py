@@ -1,6 +1,8 @@
-"""The models' inputs, checked once per fit (or per predict): NumPy arrays by scikit-learn's
-validate_data, CuPy arrays on their device (scikit-learn's checks would copy them to the host),
-Dask arrays chunk by chunk; and the scale X is multiplied by.
+"""The models' inputs, checked once per fit (or per predict): NumPy arrays and scipy.sparse
+matrices by scikit-learn's validate_data, CuPy arrays and cupyx.scipy.sparse matrices on their
+device (scikit-learn's checks would copy them to the host), Dask arrays chunk by chunk; and the
+scale X is multiplied by. A sparse X comes back as the CSR triple the kernels take (arrays.CSR),
+never densified.
 
 Every later epoch takes ops' trusted path, so nothing is checked again in the
 training loop.
@@ -13,15 +15,24 @@ from sklearn.utils import check_array
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import column_or_1d, validate_data
 
-from ..arrays import device_of, is_dask
+from .. import ops
+from ..arrays import CSR, device_of, is_dask, is_sparse
 from ..io.modelfile import BY_DTYPE, MAX_CLASSES, MAX_MODEL_BYTES
 from ..ops.dispatch import array_module
-from ..ops.validation import FEATURE_DTYPES, check_finite, check_matrix
+from ..ops.validation import (
+    FEATURE_DTYPES,
+    WEIGHT_DTYPES,
+    check_finite,
+    check_matrix,
+    check_sparse,
+)
 from ..solvers.dask import dask_array
 from .labels import encode
 
-# What validate_data keeps as given; anything else (ints, objects) becomes float64.
+# What validate_data keeps as given; anything else (ints, objects) becomes float64. A sparse X's values:
+# float32 and float64.
 HOST_DTYPES = [np.float64, np.float32, np.uint8]
+SPARSE_DTYPES = list(WEIGHT_DTYPES)
 
 
 def auto_input_scale(X) -> float:
@@ -36,8 +47,20 @@ def x_scale(input_scale_, X) -> float:
 
 
 def device_matrix(X, name, xp):
-    """A CuPy X checked where it lies: 2-D, a feature dtype, finite."""
+    """A CuPy X (dense: 2-D, a feature dtype, finite) or a cupyx.scipy.sparse X (as a CSR triple,
+    its values finite) checked where it lies."""
+    if is_sparse(X):
+        return check_sparse(X, name, xp)
     return check_finite(check_matrix(X, name, xp, FEATURE_DTYPES), name, xp)
+
+
+def host_matrix(X, name, xp, validate):
+    """A host X checked by validate(X, dtype=, order=, accept_sparse=) (scikit-learn's validate_data or
+    check_array), on xp's device: dense as it comes back, sparse as a CSR triple."""
+    X = validate(X, dtype=HOST_DTYPES, order="C", accept_sparse="csr")
+    if is_sparse(X):
+        return check_sparse(X if X.dtype in SPARSE_DTYPES else X.astype(np.float64), name, xp)
+    return xp.asarray(X)
 
 
 def check_features(model, X, reset):
@@ -66,16 +89,17 @@ def training_data(model, X, y, xp, reset):
         if y.ndim != 1 or y.shape[0] != X.shape[0]:
             raise ValueError(f"y must have shape ({X.shape[0]},), one label per row, got {y.shape}")
         return X, y, y
-    X, y = validate_data(model, X, y, reset=reset, dtype=HOST_DTYPES, order="C")
+    X, y = validate_data(model, X, y, reset=reset, dtype=HOST_DTYPES, order="C", accept_sparse="csr")
     check_classification_targets(y)
-    return xp.asarray(X), y, y
+    X = host_matrix(X, "X", xp, lambda X, **checks: X)  # checked above
+    return X, y, y
 
 
 def predict_data(model, X):
     """(X, xp): X checked against the fitted model, on its own device, and its array module."""
     xp = array_module(device_of(X))
     if xp is np:
-        return validate_data(model, X, reset=False, dtype=HOST_DTYPES, order="C"), xp
+        return host_matrix(X, "X", xp, lambda X, **checks: validate_data(model, X, reset=False, **checks)), xp
     X = device_matrix(X, "X", xp)
     check_features(model, X, reset=False)
     return X, xp
@@ -87,7 +111,8 @@ def eval_data(eval_set, classes_, xp, n_features):
     if device_of(X_eval) == "cuda":
         X_eval = device_matrix(X_eval, "eval_set X", xp)
     else:
-        X_eval = xp.asarray(check_array(X_eval, dtype=HOST_DTYPES, order="C", input_name="eval_set X"))
+        X_eval = host_matrix(X_eval, "eval_set X", xp,
+                             lambda X, **checks: check_array(X, input_name="eval_set X", **checks))
     if X_eval.shape[1] != n_features:
         raise ValueError(f"eval_set X has {X_eval.shape[1]} features, but X has {n_features}")
     y_eval = encode(y_eval if device_of(y_eval) == "cuda" else column_or_1d(y_eval), classes_, xp, "eval_set y")
@@ -150,3 +175,20 @@ def _dask_matrix(da, X):
                             "as they are)")
         X = X.astype(np.float64)
     return X.rechunk({1: -1}) if X.numblocks[1] > 1 else X  # the kernels read whole rows
+
+
+def evaluator(evaluation, scale, name="test_acc"):
+    """evaluate(W, b) for the solvers: {name: the accuracy on evaluation = (X, y)} (arrays checked by
+    eval_data, or trusted), X multiplied by scale; an empty dict without an evaluation set."""
+    if evaluation is None:
+        return lambda W, b: {}
+    X_eval, y_eval = evaluation
+    X_eval, scale = ops.scaled_first(X_eval, scale)
+    xp = array_module(device_of(y_eval))
+
+    def evaluate(W, b):
+        X = check_sparse(X_eval, "eval_set X", xp, W.dtype) if isinstance(X_eval, CSR) else X_eval  # W's dtype
+        scores = ops.linear_softmax(X, W.T, b, x_scale=scale, check_input=False)
+        return {name: ops.accuracy(scores, y_eval, check_input=False)}
+
+    return evaluate

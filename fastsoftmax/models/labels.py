@@ -11,6 +11,7 @@ import numpy as np
 from ..arrays import device_of, is_dask, to_numpy
 from ..io.modelfile import LABEL_KINDS, MAX_CLASSES
 from ..ops.dispatch import array_module
+from ..ops.validation import check_sample_weight
 from ..solvers.dask import persist
 
 
@@ -114,3 +115,54 @@ def encode(y, classes_, xp, name):
         raise ValueError(f"{name} holds labels that are not among the classes {classes_!r:.80}: "
                          f"{missing[:5]!r:.80}")
     return xp.asarray(index.astype(np.int64))
+
+
+def row_weights(class_weight, classes_, y, sample_weight, xp):
+    """The rows' weights as a float64 array of xp, or None where every row weighs 1: sample_weight (None,
+    a number, or one per row) times each row's class weight (class_weight: None, "balanced" or a dict
+    {label: weight}; y: the rows' indices into classes_), as LogisticRegression multiplies them."""
+    if class_weight is None and sample_weight is None:
+        return None
+    n = y.shape[0]
+    weights = xp.ones(n) if sample_weight is None else xp.asarray(sample_weight)
+    if weights.dtype.kind not in "biuf":
+        raise TypeError(f"sample_weight must hold numbers, got dtype {weights.dtype}")
+    weights = xp.broadcast_to(weights.astype(xp.float64), (n,)) if weights.ndim == 0 else weights.astype(xp.float64)
+    if class_weight is None:
+        return weights
+    if weights.shape != (n,):
+        raise ValueError(f"sample_weight must have shape ({n},), one weight per row, got {weights.shape}")
+    return weights * class_weights(class_weight, classes_, y, None if sample_weight is None else weights, xp)[y]
+
+
+def class_weights(class_weight, classes_, y, sample_weight, xp):
+    """Each class's weight (k,): "balanced" gives n / (c * the class's count in y), c the number of
+    classes present in y, with sample_weight its weighted equivalent (sum(w) / (c * the class's sum
+    of w): scikit-learn's compute_class_weight, on the classes y holds); a dict gives its labels'
+    weights, the other classes 1."""
+    k = len(classes_)
+    if isinstance(class_weight, str):
+        counts = xp.bincount(y, weights=sample_weight, minlength=k)
+        present = int((xp.bincount(y, minlength=k) > 0).sum())
+        return xp.where(counts > 0, float(counts.sum()) / (present * xp.where(counts > 0, counts, 1)), 0.0)
+    weights, index = np.ones(k), {label: i for i, label in enumerate(classes_.tolist())}
+    for label, weight in class_weight.items():
+        if label not in index:
+            raise ValueError(f"class_weight names the label {label!r}, which is not one of the classes "
+                             f"({_some(classes_)})")
+        weights[index[label]] = weight
+    return xp.asarray(weights)
+
+
+def checked_row_weights(class_weight, classes_, X, y, sample_weight, xp, partial=False):
+    """row_weights for a fit on X (partial: partial_fit's), checked: ValueError for negative, NaN or
+    all-zero weights, and for class_weight="balanced" in partial_fit."""
+    if partial and isinstance(class_weight, str):  # as SGDClassifier: one call's counts are not y's
+        raise ValueError("class_weight='balanced' needs every label at once: partial_fit takes a dict of "
+                         "class weights, or sample_weight")
+    if is_dask(X) and (sample_weight is not None or class_weight is not None):
+        raise NotImplementedError("sample_weight and class_weight are not supported with Dask arrays yet")
+    weights = row_weights(class_weight, classes_, y, sample_weight, xp)
+    if weights is not None:
+        check_sample_weight(weights, X.shape[0], np.float64, xp)
+    return weights

@@ -13,6 +13,15 @@ LogisticRegression at any feature scale; scaling without centring did not.
 
 The cost is one float32 copy of X for the fit, made in row chunks so that
 no float64 temporary is larger than CHUNK_BYTES.
+
+A sparse X is scaled, not centred (centring would densify it): z = x * scale,
+each column divided by its largest magnitude, as scikit-learn's MaxAbsScaler
+does, so z lies in [-1, 1] and stays as sparse; its copy is one float32
+array of its values (indices shared). Dividing by the standard deviation
+instead (StandardScaler(with_mean=False)) blows rare columns up to ~sqrt(n):
+on TF-IDF text (Debian's package descriptions, 20 sections) SGD then
+overfitted, 0.71 test accuracy against LogisticRegression's 0.79, where
+MaxAbs scaling reaches 0.80 (estimator.sparse_rate sets the step).
 """
 
 from __future__ import annotations
@@ -20,6 +29,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from ..arrays import CSR
 
 __all__ = ["Standardization", "moments"]
 
@@ -62,6 +73,15 @@ class Standardization:
     x_scale: float
 
     @classmethod
+    def max_abs(cls, xp, X, x_scale):
+        """A CSR X's scaling: each column divided by its largest magnitude (an all-zero column by 1), not centred."""
+        peak = xp.zeros(X.shape[1])
+        for lo in range(0, X.data.shape[0], CHUNK_BYTES // 8):
+            _scatter_max(xp, peak, X.indices[lo : lo + CHUNK_BYTES // 8],
+                         xp.abs(X.data[lo : lo + CHUNK_BYTES // 8]).astype(xp.float64))
+        return cls(xp.zeros(X.shape[1]), 1.0 / xp.where(peak > 0, peak, 1.0), float(x_scale))
+
+    @classmethod
     def from_moments(cls, xp, mean, std, x_scale, dtype):
         """From the features' moments of an X of `dtype`, whose rounding sets what counts as constant."""
         mean, std = xp.asarray(mean, dtype=xp.float64), xp.asarray(std, dtype=xp.float64)
@@ -72,7 +92,13 @@ class Standardization:
         return cls(mean, xp.where(constant, 1.0, 1.0 / xp.where(constant, 1.0, std)), float(x_scale))
 
     def apply(self, xp, X):
-        """z for X's rows: a new C-ordered float32 array on xp's device."""
+        """z for X's rows: a new C-ordered float32 array on xp's device (a CSR X: a CSR z, its values
+        new, its indices X's)."""
+        if isinstance(X, CSR):
+            data, step = xp.empty(X.data.shape, xp.float32), CHUNK_BYTES // 8
+            for lo in range(0, data.shape[0], step):
+                data[lo : lo + step] = X.data[lo : lo + step] * self.scale[X.indices[lo : lo + step]]
+            return X._replace(data=data)
         Z = xp.empty(X.shape, xp.float32)
         for rows in _row_chunks(*X.shape):
             Z[rows] = (X[rows] - self.mean) * self.scale
@@ -102,3 +128,22 @@ class Standardization:
         V64 = xp.asarray(W, dtype=xp.float64) * (self.x_scale / self.scale)
         c = xp.asarray(b, dtype=xp.float64) + V64 @ (self.mean * self.scale)
         return xp.ascontiguousarray(V64.astype(dtype)), c.astype(dtype)
+
+
+def _scatter_max(xp, out, at, values):
+    """out[at[i]] = max(out[at[i]], values[i]) for every i (repeated indices included)."""
+    if hasattr(xp.maximum, "at"):
+        xp.maximum.at(out, at, values)
+        return
+    import cupyx  # CuPy's ufuncs have no .at
+
+    cupyx.scatter_max(out, at, values)
+
+
+def mean_square_norm(xp, Z):
+    """The mean over a CSR Z's rows of their squared norm, ||z||^2, by chunks of its values."""
+    step, total = CHUNK_BYTES // 8, 0.0
+    for lo in range(0, Z.data.shape[0], step):
+        values = Z.data[lo : lo + step].astype(xp.float64)
+        total += float((values * values).sum())
+    return total / Z.shape[0]

@@ -34,14 +34,21 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import NotFittedError
 
-from ..arrays import is_dask, to_numpy
+from ..arrays import CSR, is_dask, to_numpy
 from ..ops import scaled_first
 from ..ops.dispatch import array_module, resolve_device
-from ..ops.validation import NON_NEGATIVE_NUMBER, POSITIVE_NUMBER, Rule
+from ..ops.validation import NON_NEGATIVE_NUMBER, POSITIVE_NUMBER, Rule, check_sparse
 from ..solvers.sgd import sgd
-from .estimator import COMPUTE_DTYPE, SoftmaxRegression, evaluator, start_fit
+from .estimator import (
+    AUTO_LR,
+    COMPUTE_DTYPE,
+    SoftmaxRegression,
+    evaluator,
+    sparse_rate,
+    start_fit,
+)
 from .hyperparameters import DEFAULTS, HYPERPARAMETERS
-from .inputs import check_model_size, training_data, x_scale
+from .inputs import check_model_size, evaluator, training_data, x_scale
 from .labels import encode, fit_classes
 from .standardize import Standardization, moments
 from .weights import set_weights
@@ -59,7 +66,8 @@ class SoftmaxRegressionSweep(ClassifierMixin, BaseEstimator):
 
     Parameters
     ----------
-    lrs : the peak learning rates of the grid (positive numbers).
+    lrs : the peak learning rates of the grid (positive numbers; on a sparse X under standardize, relative
+        to lr="auto"'s rate, 0.5 standing for it).
     weight_decays : the weight decays of the grid (non-negative numbers); the grid is
         every pair, lr by lr (GridSearchCV's order).
     validation_fraction : the share of the rows held out to choose the model by
@@ -144,7 +152,8 @@ class SoftmaxRegressionSweep(ClassifierMixin, BaseEstimator):
                 model.feature_names_in_ = template.feature_names_in_
         self._diverged = np.zeros(len(grid), np.int64)
         raw_scale = x_scale(self.estimators_[0].input_scale_, X)
-        (X_fit, scale), (X_val, val_scale) = (scaled_first(X[rows], raw_scale) for rows in (fit_rows, val_rows))
+        (X_fit, scale), (X_val, val_scale) = (scaled_first(_rows(xp, X, rows), raw_scale)
+                                              for rows in (fit_rows, val_rows))
         standard = self._standardization(xp, X_fit, scale)
         self._train(xp, X_fit if standard is None else standard.apply(xp, X_fit), y[fit_rows], X_val, val_scale,
                     y[val_rows], scale, standard, callback)
@@ -155,7 +164,8 @@ class SoftmaxRegressionSweep(ClassifierMixin, BaseEstimator):
         X: the models' feature_mean_ and feature_scale_), or None: X as given."""
         if not self.standardize or X.dtype == np.uint8:
             return None
-        standard = Standardization.from_moments(xp, *moments(xp, X), scale, X.dtype)
+        standard = (Standardization.max_abs(xp, X, scale) if isinstance(X, CSR)
+                    else Standardization.from_moments(xp, *moments(xp, X), scale, X.dtype))
         for model in self.estimators_:
             model.feature_mean_, model.feature_scale_ = to_numpy(standard.mean), to_numpy(standard.scale)
         return standard
@@ -184,7 +194,10 @@ class SoftmaxRegressionSweep(ClassifierMixin, BaseEstimator):
         if standard is not None:
             raw = np.float64 if X_val.dtype == np.float64 else COMPUTE_DTYPE  # coef_'s dtype: the estimator's rule
             (evaluate, publish), scale = standard.around(xp, evaluate, publish, raw), 1.0
-        sgd(xp, [(X.shape[0], lambda: (X, y))], coef, b, lrs=[lr for lr, _ in grid],
+        X = check_sparse(X, "X", xp, COMPUTE_DTYPE) if isinstance(X, CSR) else X  # the kernels' values
+        # A standardised sparse X: the grid's rates are relative to lr="auto"'s, 0.5 being that rate itself.
+        relative = sparse_rate(xp, X) / AUTO_LR if isinstance(X, CSR) and standard is not None else 1.0
+        sgd(xp, [(X.shape[0], lambda: (X, y, None))], coef, b, lrs=[lr * relative for lr, _ in grid],
             weight_decays=[wd for _, wd in grid], first_epoch=0, epochs=int(self.epochs),
             batch_size=int(self.batch_size), schedule=self.schedule, seed=int(self.seed), x_scale=scale,
             evaluate=evaluate, publish=publish)
@@ -241,3 +254,8 @@ class SoftmaxRegressionSweep(ClassifierMixin, BaseEstimator):
 
 SoftmaxRegressionSweep.__doc__ = SoftmaxRegressionSweep.__doc__.replace("{parameters}", "\n".join(
     f"    {p.name} : {p.help}." for p in HYPERPARAMETERS if p.name in SHARED))
+
+
+def _rows(xp, X, rows):
+    """X's rows (an index array of xp): of a dense X or a CSR triple."""
+    return X.take(rows, xp) if isinstance(X, CSR) else X[rows]

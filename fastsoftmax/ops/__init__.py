@@ -3,8 +3,14 @@
 NumPy arrays run on the Numba kernels (fastsoftmax/backends/cpu/), CuPy
 arrays on the CUDA kernels (fastsoftmax/backends/cuda/); the results are
 arrays of the same kind (dispatch.py chooses). Shapes: X (n, d)
-uint8/float32/float64, W (d, k) float32/float64 (its dtype sets the compute
-precision), b (k,), y (n,) integer labels in [0, k).
+uint8/float32/float64, or sparse (scipy.sparse on the CPU, cupyx.scipy.sparse
+on the GPU: CSR as it is, other formats converted to CSR once, a copy), W
+(d, k) float32/float64 (its dtype sets the compute precision), b (k,), y (n,)
+integer labels in [0, k). A sparse X is never densified: its kernels
+(backends/*/sparse.py) cost O(nnz k) a pass, its values taken in W's dtype.
+sample_weight, where a kernel takes it, weighs each row's loss and gradient:
+the loss becomes the weighted mean sum(w_i loss_i) / sum(w) (an SGD batch:
+see train_epoch).
 
 Nothing above this module calls a backend. Each function takes
 ``check_input=False`` for callers that validated their arrays already (the
@@ -18,10 +24,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..arrays import CSR
 from ..reference.schedules import kind_of
 from .dispatch import backend_of
 from .validation import (
-    FEATURE_DTYPES,
     NON_NEGATIVE_INT,
     NON_NEGATIVE_NUMBER,
     POSITIVE_INT,
@@ -30,13 +36,15 @@ from .validation import (
     STEP,
     STEPS,
     WEIGHT_DTYPES,
+    check_features,
     check_labels,
     check_matrix,
     check_rows,
+    check_sample_weight,
     check_scale,
+    check_sparse,
     check_weights,
 )
-
 
 # scaled_first multiplies X by x_scale before the product where max|X| * d passes float32's largest
 # value over this margin: room for weights of up to ~1e6 in magnitude.
@@ -48,16 +56,19 @@ def scaled_first(X, x_scale):
     that product could overflow before a scale below 1 shrinks it (float X near float32's largest
     values), X multiplied by x_scale first (a copy) and a scale of 1. One pass over float X when
     x_scale < 1; nothing otherwise."""
-    if x_scale >= 1 or X.dtype.kind != "f" or X.size == 0:
+    values = X.data if isinstance(X, CSR) else X  # a sparse row sums its non-zeros alone: at most d of them
+    if x_scale >= 1 or values.dtype.kind != "f" or values.size == 0:
         return X, x_scale
-    if float(abs(X).max()) * X.shape[1] * OVERFLOW_MARGIN < float(np.finfo(np.float32).max):
+    if float(abs(values).max()) * X.shape[1] * OVERFLOW_MARGIN < float(np.finfo(np.float32).max):
         return X, x_scale
-    return X * X.dtype.type(x_scale), 1.0
+    scaled = values * values.dtype.type(x_scale)
+    return (X._replace(data=scaled) if isinstance(X, CSR) else scaled), 1.0
 
 
 def _linear_inputs(X, W, b, x_scale, xp):
-    X = check_matrix(X, "X", xp, FEATURE_DTYPES)
+    X = check_features(X, "X", xp)
     coef, b = check_weights(W, b, X.shape[1], xp)
+    X = check_sparse(X, "X", xp, coef.dtype) if isinstance(X, CSR) else X  # its values in W's dtype
     X, x_scale = scaled_first(X, check_scale(x_scale))
     return X, coef, b, x_scale
 
@@ -95,16 +106,24 @@ def softmax_cross_entropy(logits, y):
     return backend.softmax_cross_entropy(logits, y)
 
 
-def linear_softmax_cross_entropy(X, W, b, y, *, x_scale=1.0):
+def linear_softmax_cross_entropy(X, W, b, y, *, x_scale=1.0, sample_weight=None, check_input=True):
     """The fused training kernel: (loss, correct, dW, db) of the mean cross-entropy.
 
-    Reads X once; loss and correct (rows whose argmax equals y) are 0-d arrays,
-    so a GPU caller never has to wait for them.
+    Reads X once; loss and correct (rows whose argmax equals y, unweighted) are
+    0-d arrays, so a GPU caller never has to wait for them. sample_weight (n,):
+    the loss is the weighted mean sum(w_i loss_i) / sum(w), and dW, db its
+    gradient; weights must be >= 0 with a positive sum. Trusted callers
+    (check_input=False) pass X checked (a sparse X as check_sparse's CSR in W's
+    dtype), W as coef.T, and sample_weight as check_sample_weight returns it.
     """
     xp, backend = backend_of(X, W, b, y)
+    if not check_input:
+        loss, correct, dcoef, db = backend.linear_softmax_cross_entropy(X, W.T, b, y, x_scale, sample_weight)
+        return loss, correct, dcoef.T, db
     X, coef, b, x_scale = _linear_inputs(X, W, b, x_scale, xp)
     y = check_labels(y, X.shape[0], coef.shape[0], xp)
-    loss, correct, dcoef, db = backend.linear_softmax_cross_entropy(X, coef, b, y, x_scale)
+    sample_weight = check_sample_weight(sample_weight, X.shape[0], coef.dtype, xp)
+    loss, correct, dcoef, db = backend.linear_softmax_cross_entropy(X, coef, b, y, x_scale, sample_weight)
     return loss, correct, dcoef.T, db
 
 
@@ -118,7 +137,8 @@ def accuracy(scores, y, *, check_input=True):
 
 
 def train_epoch(X, y, W, b, *, batch_size, lr, rows=None, seed=None, epoch=0, schedule="constant",
-                total_steps=None, start_step=0, weight_decay=0.0, x_scale=1.0, workspace=None, check_input=True):
+                total_steps=None, start_step=0, weight_decay=0.0, x_scale=1.0, sample_weight=None, workspace=None,
+                check_input=True):
     """One epoch of minibatch SGD on W and b, in place: (loss_sum, correct), 0-d arrays.
 
     The rows visited, in order, are either ``rows`` (indices into X, any
@@ -133,6 +153,12 @@ def train_epoch(X, y, W, b, *, batch_size, lr, rows=None, seed=None, epoch=0, sc
     loss_sum / len(rows) is the epoch's mean training loss; correct counts the
     rows whose argmax was their label before their step.
 
+    sample_weight (one per row of X, >= 0) is normalised to mean 1 over X's
+    rows, and a batch's loss is then sum(w_i loss_i) / its rows: a row of
+    weight 2 steps as that row twice would, in expectation. A sparse X's step
+    costs O(nnz of the batch x k): it touches only the batch's columns, the
+    weight decay applied lazily (backends/*/sparse.py).
+
     W is updated without a copy when its transpose is C-contiguous (a Fortran-
     order W, or ``coef.T`` of a C-contiguous (k, d) array); otherwise it is
     copied for the kernels and the result written back. workspace: a dict
@@ -143,29 +169,37 @@ def train_epoch(X, y, W, b, *, batch_size, lr, rows=None, seed=None, epoch=0, sc
     if check_input:
         xp, _ = backend_of(X, y, W, b, *([] if rows is None else [rows]))
         return _checked_train_epoch(xp, X, y, W, b, batch_size, lr, rows, seed, epoch, schedule, total_steps,
-                                    start_step, weight_decay, x_scale, workspace)
+                                    start_step, weight_decay, x_scale, sample_weight, workspace)
     loss, correct = train_epoch_many(X, y, W[None], b[None], batch_size=batch_size, lrs=(lr,),
                                      weight_decays=(weight_decay,), rows=rows, seed=seed, epoch=epoch,
                                      schedule=schedule, total_steps=total_steps, start_step=start_step,
-                                     x_scale=x_scale, workspace=workspace, check_input=False)
+                                     x_scale=x_scale, sample_weight=sample_weight, workspace=workspace,
+                                     check_input=False)
     return loss.reshape(()), correct.reshape(())
 
 
 def _checked_train_epoch(xp, X, y, W, b, batch_size, lr, rows, seed, epoch, schedule, total_steps, start_step,
-                         weight_decay, x_scale, workspace):
+                         weight_decay, x_scale, sample_weight, workspace):
     _check_in_place(xp, W, b, "train_epoch")
-    X = check_matrix(X, "X", xp, FEATURE_DTYPES)
+    X = check_features(X, "X", xp)
     coef, bias = check_weights(W, b, X.shape[1], xp)  # copies only where the layout or dtype needs it
-    y = check_labels(y, X.shape[0], coef.shape[0], xp)
+    X, y, sample_weight = _rows_of(xp, X, y, sample_weight, coef.dtype, coef.shape[0])
     POSITIVE_NUMBER.check("lr", lr)
     NON_NEGATIVE_NUMBER.check("weight_decay", weight_decay)
     X, steps = _checked_steps(xp, X, rows, seed, epoch, batch_size, schedule, total_steps, start_step, x_scale,
                               "train_epoch")
-    result = train_epoch(X, y, coef.T, bias, lr=float(lr), weight_decay=float(weight_decay), workspace=workspace,
-                         check_input=False, **steps)
+    result = train_epoch(X, y, coef.T, bias, lr=float(lr), weight_decay=float(weight_decay),
+                         sample_weight=sample_weight, workspace=workspace, check_input=False, **steps)
     W[...] = coef.T  # a no-op copy onto itself where the kernels worked on W's own memory
     b[...] = bias
     return result
+
+
+def _rows_of(xp, X, y, sample_weight, dtype, k):
+    """X (a sparse one's values in the compute dtype), its labels and its rows' weights, checked."""
+    X = check_sparse(X, "X", xp, dtype) if isinstance(X, CSR) else X
+    y = check_labels(y, X.shape[0], k, xp)
+    return X, y, check_sample_weight(sample_weight, X.shape[0], dtype, xp)
 
 
 def _check_in_place(xp, W, b, caller):
@@ -199,14 +233,14 @@ def _checked_steps(xp, X, rows, seed, epoch, batch_size, schedule, total_steps, 
 
 
 def train_epoch_many(X, y, W, b, *, batch_size, lrs, weight_decays=None, rows=None, seed=None, epoch=0,
-                     schedule="constant", total_steps=None, start_step=0, x_scale=1.0, workspace=None,
-                     check_input=True):
+                     schedule="constant", total_steps=None, start_step=0, x_scale=1.0, sample_weight=None,
+                     workspace=None, check_input=True):
     """train_epoch for m models at once, on the same batches: (loss_sums, correct), arrays of m values.
 
     W (m, d, k) and b (m, k) stack the m models' weights, updated in place.
     Model i steps as ``train_epoch(X, y, W[i], b[i], lr=lrs[i],
     weight_decay=weight_decays[i], ...)`` with the other arguments would
-    (weight_decays default to 0), visiting the same rows in the same batches,
+    (weight_decays default to 0; sample_weight as train_epoch's), visiting the same rows in the same batches,
     but each batch is read once for all models: its logits for every model
     are one matrix product (backends/cpu/sweep.py, backends/cuda/sweep.py).
     The result matches the models trained one at a time within float
@@ -222,7 +256,7 @@ def train_epoch_many(X, y, W, b, *, batch_size, lrs, weight_decays=None, rows=No
     xp, backend = backend_of(X, y, W, b, *([] if rows is None else [rows]))
     if check_input:
         return _checked_train_epoch_many(xp, X, y, W, b, batch_size, lrs, weight_decays, rows, seed, epoch,
-                                         schedule, total_steps, start_step, x_scale, workspace)
+                                         schedule, total_steps, start_step, x_scale, sample_weight, workspace)
     if rows is None:
         rows = backend.shuffle(X.shape[0], seed, epoch)
     if total_steps is None:
@@ -231,30 +265,30 @@ def train_epoch_many(X, y, W, b, *, batch_size, lrs, weight_decays=None, rows=No
     kind = kind_of(schedule)
     if W.shape[0] == 1:
         loss, correct = backend.train_epoch(X, y, rows, W[0].T, b[0], batch_size, x_scale, weight_decays[0], kind,
-                                            lrs[0], total_steps, start_step, workspace)
+                                            lrs[0], total_steps, start_step, sample_weight, workspace)
         return loss.reshape(1), correct.reshape(1)
     return backend.train_epoch_many(X, y, rows, W.transpose(0, 2, 1), b, batch_size, x_scale, weight_decays, kind,
-                                    lrs, total_steps, start_step)
+                                    lrs, total_steps, start_step, sample_weight)
 
 
 def _checked_train_epoch_many(xp, X, y, W, b, batch_size, lrs, weight_decays, rows, seed, epoch, schedule,
-                              total_steps, start_step, x_scale, workspace):
+                              total_steps, start_step, x_scale, sample_weight, workspace):
     _check_in_place(xp, W, b, "train_epoch_many")
-    X = check_matrix(X, "X", xp, FEATURE_DTYPES)
+    X = check_features(X, "X", xp)
     if W.ndim != 3 or W.shape[0] < 1 or b.shape != (W.shape[0], W.shape[-1]):
         raise ValueError(f"W must have shape (models, n_features, n_classes) and b (models, n_classes), got "
                          f"W {W.shape} and b {b.shape}")
     m = W.shape[0]
     coef, bias = zip(*(check_weights(W[i], b[i], X.shape[1], xp) for i in range(m)))
     coef, bias = xp.stack(list(coef)), xp.stack(list(bias))
-    y = check_labels(y, X.shape[0], coef.shape[1], xp)
+    X, y, sample_weight = _rows_of(xp, X, y, sample_weight, coef.dtype, coef.shape[1])
     lrs = _per_model("lrs", lrs, m, POSITIVE_NUMBER)
     weight_decays = None if weight_decays is None else _per_model("weight_decays", weight_decays, m,
                                                                   NON_NEGATIVE_NUMBER)
     X, steps = _checked_steps(xp, X, rows, seed, epoch, batch_size, schedule, total_steps, start_step, x_scale,
                               "train_epoch_many")
     result = train_epoch_many(X, y, coef.transpose(0, 2, 1), bias, lrs=lrs, weight_decays=weight_decays,
-                              workspace=workspace, check_input=False, **steps)
+                              sample_weight=sample_weight, workspace=workspace, check_input=False, **steps)
     W[...] = coef.transpose(0, 2, 1)
     b[...] = bias
     return result

@@ -134,11 +134,18 @@ def kernel_cache() -> tuple[str, object]:
 class Backend(Protocol):
     """The functions a backend package provides; fastsoftmax.ops validates their input first.
 
-    X is C-contiguous uint8/float32/float64; ``coef`` is W transposed, (k, d)
-    C-contiguous in the compute dtype (float32 or float64); b is (k,) in that
-    dtype; y and rows are int64 with every label in [0, k) and every row in
-    [0, n). Inner loops check nothing. Scalars come as Python numbers.
-    Results are arrays of the backend's kind; a 0-d result stays on the device.
+    X is either dense, C-contiguous uint8/float32/float64, or a
+    fastsoftmax.arrays.CSR triple (float32/float64 values, int32 or int64
+    indices, of the backend's kind), which the backend runs on its sparse
+    kernels (backends/*/sparse.py) without ever densifying it; ``coef`` is W
+    transposed, (k, d) C-contiguous in the compute dtype (float32 or float64);
+    b is (k,) in that dtype; y and rows are int64 with every label in [0, k)
+    and every row in [0, n). sample_weight is None (every row weighs 1) or an
+    (n,) C-contiguous array in the compute dtype, non-negative, that
+    multiplies each row's loss and gradient; ops normalises it to mean 1 over
+    X's rows, so the kernels still divide by the rows counted. Inner loops
+    check nothing. Scalars come as Python numbers. Results are arrays of the
+    backend's kind; a 0-d result stays on the device.
     """
 
     def linear_softmax(self, X, coef, b, x_scale):
@@ -150,8 +157,9 @@ class Backend(Protocol):
     def softmax_cross_entropy(self, logits, y):
         """(loss, dlogits): the 0-d mean cross-entropy and (softmax - onehot) / n."""
 
-    def linear_softmax_cross_entropy(self, X, coef, b, y, x_scale):
-        """(loss, correct, dcoef, db): 0-d mean loss and argmax hits; dcoef is (k, d)."""
+    def linear_softmax_cross_entropy(self, X, coef, b, y, x_scale, sample_weight):
+        """(loss, correct, dcoef, db): the 0-d loss sum(w_i * loss_i) / n and argmax hits (unweighted);
+        dcoef (k, d) and db the gradient of that loss."""
 
     def count_correct(self, scores, y):
         """The 0-d int64 count of rows whose argmax is y."""
@@ -160,20 +168,22 @@ class Backend(Protocol):
         """The int64 rows 0..n-1 in epoch `epoch`'s order: reference/permutation.py, computed on the device."""
 
     def train_epoch(self, X, y, rows, coef, b, batch_size, x_scale, weight_decay, kind, lr, total_steps, start_step,
-                    workspace):
+                    sample_weight, workspace):
         """One epoch of minibatch SGD over X[rows], updating coef and b in place; (loss_sum, correct), 0-d.
 
-        Batch s (the last may be partial) steps with the rate
+        Batch s (the last may be partial, of m rows) steps with the rate
         schedules.learning_rate(kind, lr, total_steps, start_step + s) in the
-        compute dtype: coef -= rate * (dcoef + weight_decay * coef), b -= rate * db.
-        loss_sum adds each batch's mean loss times its rows, so loss_sum / len(rows)
-        is the epoch's mean training loss. workspace: None, or a dict that one
-        run's epochs share, where the backend may keep the buffers its kernels
-        write from one epoch to the next (one per run: never two runs').
+        compute dtype: coef -= rate * (dcoef + weight_decay * coef), b -= rate * db,
+        dcoef and db being the gradient of sum(w_i * loss_i) / m over the batch
+        (a sparse X's step touches only the batch's columns, the decay applied
+        lazily). loss_sum adds each batch's weighted loss sum, so loss_sum /
+        len(rows) is the epoch's mean training loss. workspace: None, or a dict
+        that one run's epochs share, where the backend may keep the buffers its
+        kernels write from one epoch to the next (one per run: never two runs').
         """
 
     def train_epoch_many(self, X, y, rows, coef, b, batch_size, x_scale, weight_decays, kind, lrs, total_steps,
-                         start_step):
+                         start_step, sample_weight):
         """train_epoch for m models stacked in coef (m, k, d) and b (m, k), on the same batches: model i
         steps at the rate of lrs[i] with decay weight_decays[i] (sequences of m Python floats);
         (loss_sums, correct), arrays of m values. Each batch is read once for all the models."""

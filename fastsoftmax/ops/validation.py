@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..arrays import CSR, is_sparse
 from ..reference.schedules import SCHEDULES
 
 FEATURE_DTYPES = (np.uint8, np.float32, np.float64)
@@ -34,6 +35,66 @@ def check_matrix(a, name, xp, dtypes, min_cols=1):
             f"(convert with {name}.astype(np.float32))"
         )
     return xp.ascontiguousarray(a)
+
+
+def check_sparse(X, name, xp, dtype=None):
+    """A scipy.sparse or cupyx.scipy.sparse matrix (any format) as a CSR triple (arrays.CSR) of xp's arrays,
+    checked as check_matrix checks a dense one, its values finite; a CSR triple as given. Other formats
+    (CSC, COO, ...) are converted to CSR once: O(nnz) time and a copy of the matrix. dtype: the
+    values' dtype (W's; float32 or float64; None: float32 and float64 kept, other numbers become
+    float64). Indices and row starts share one dtype, int32 where it holds nnz and the column count."""
+    if isinstance(X, CSR):
+        return X if dtype is None else X._replace(data=xp.ascontiguousarray(X.data, dtype=dtype))
+    if len(X.shape) != 2:
+        raise ValueError(f"{name} must be 2-D (rows, columns), got shape {X.shape}")
+    n, d = X.shape
+    if n < 1 or d < 1:
+        raise ValueError(f"{name} must have at least 1 row and 1 column, got shape {X.shape}")
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"{name} has dtype {X.dtype}; its values must be numbers (float32 and float64 are used as "
+                        "they are)")
+    csr = X.tocsr()
+    target = dtype or (X.dtype if X.dtype in WEIGHT_DTYPES else np.float64)
+    index = np.int32 if max(csr.nnz, d) < 2**31 else np.int64
+    data = xp.ascontiguousarray(xp.asarray(csr.data, dtype=target))
+    indices, indptr = (xp.ascontiguousarray(xp.asarray(a, dtype=index)) for a in (csr.indices, csr.indptr))
+    if not bool(xp.isfinite(data).all()):
+        at = int(xp.argmax(~xp.isfinite(data)))
+        raise ValueError(f"{name} holds NaN or inf (first in row {int(xp.searchsorted(indptr, at, side='right')) - 1}"
+                         "); replace or drop those values before fitting")
+    if csr.nnz and (int(indices.min()) < 0 or int(indices.max()) >= d):
+        raise ValueError(f"{name} holds column indices outside [0, {d}): a corrupt sparse matrix")
+    if int(indptr[0]) != 0 or int(indptr[-1]) != csr.nnz or bool((indptr[1:] < indptr[:-1]).any()):
+        raise ValueError(f"{name}'s row pointers (indptr) do not run from 0 to nnz in order: a corrupt sparse "
+                         "matrix")
+    return CSR(data, indices, indptr, (n, d))
+
+
+def check_features(X, name, xp, dtypes=FEATURE_DTYPES):
+    """check_matrix for a dense X, check_sparse (values as given) for a sparse one."""
+    return check_sparse(X, name, xp) if is_sparse(X) else check_matrix(X, name, xp, dtypes)
+
+
+def check_sample_weight(sample_weight, n_rows, dtype, xp):
+    """None, or the rows' weights as a C-contiguous (n_rows,) array of dtype, normalised to mean 1 (the
+    kernels' convention: they divide by the rows counted); a number weighs every row alike."""
+    if sample_weight is None:
+        return None
+    w = xp.asarray(sample_weight)
+    if w.ndim == 0:
+        w = xp.full(n_rows, w)
+    if w.shape != (n_rows,):
+        raise ValueError(f"sample_weight must have shape ({n_rows},), one weight per row, got {w.shape}")
+    if w.dtype.kind not in "biuf":
+        raise TypeError(f"sample_weight must hold numbers, got dtype {w.dtype}")
+    w = check_finite(w.astype(np.float64), "sample_weight", xp)
+    if bool((w < 0).any()):
+        raise ValueError(f"sample_weight holds negative weights (the first at row {int(xp.argmax(w < 0))}); "
+                         "a weight must be >= 0")
+    total = float(w.sum())
+    if total <= 0:
+        raise ValueError("sample_weight is zero for every row: at least one row must have a positive weight")
+    return xp.ascontiguousarray(w * (n_rows / total), dtype=dtype)
 
 
 def check_weights(W, b, n_features, xp):

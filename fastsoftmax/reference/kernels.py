@@ -29,23 +29,25 @@ def linear_softmax(X, W, b, *, x_scale=1.0):
     return np.exp(log_softmax(linear_logits(X, W, b, x_scale=x_scale)))
 
 
-def softmax_cross_entropy(logits, y):
-    """Mean cross-entropy and its gradient w.r.t. the logits, (softmax - onehot) / n."""
+def softmax_cross_entropy(logits, y, sample_weight=None):
+    """Mean cross-entropy and its gradient w.r.t. the logits, (softmax - onehot) / n; with
+    sample_weight, the weighted mean sum(w_i * loss_i) / sum(w) and its gradient."""
     y = np.asarray(y)
     logp = log_softmax(logits)
     n = logp.shape[0]
     rows = np.arange(n)
-    loss = -logp[rows, y].mean()
+    w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    loss = -(w * logp[rows, y]).sum() / w.sum()
     dlogits = np.exp(logp)
     dlogits[rows, y] -= 1.0
-    return loss, dlogits / n
+    return loss, dlogits * (w / w.sum())[:, None]
 
 
-def linear_softmax_cross_entropy(X, W, b, y, *, x_scale=1.0):
-    """Loss, argmax hits, dW and db of the mean cross-entropy of softmax(x_scale*X @ W + b)."""
+def linear_softmax_cross_entropy(X, W, b, y, *, x_scale=1.0, sample_weight=None):
+    """Loss, argmax hits, dW and db of the (weighted) mean cross-entropy of softmax(x_scale*X @ W + b)."""
     Xs = np.asarray(X, dtype=np.float64) * x_scale
     logits = linear_logits(X, W, b, x_scale=x_scale)
-    loss, dlogits = softmax_cross_entropy(logits, y)
+    loss, dlogits = softmax_cross_entropy(logits, y, sample_weight)
     correct = int((logits.argmax(axis=1) == np.asarray(y)).sum())
     return loss, correct, Xs.T @ dlogits, dlogits.sum(axis=0)
 
@@ -65,20 +67,29 @@ def permutation(n, seed, epoch):
     return np.array([permute(i, n, *halves(n), *keys) for i in range(n)], dtype=np.int64)
 
 
-def train_epoch(X, y, order, W, b, lrs, batch_size, *, x_scale=1.0, weight_decay=0.0):
+def train_epoch(X, y, order, W, b, lrs, batch_size, *, x_scale=1.0, weight_decay=0.0, sample_weight=None):
     """One epoch of minibatch SGD over X[order], step s at rate lrs[s]; returns (W, b, mean loss, correct).
 
     The update is W -= lr * (dW + weight_decay * W), b -= lr * db, where dW, db
     are the gradients of the batch's mean loss. The last batch may be partial.
+    sample_weight (one per row of X) is normalised to mean 1 over X's rows, and
+    a batch's loss is then sum(w_i * loss_i) / its rows: a row of weight 2
+    steps as that row twice would, in expectation.
     """
     W = np.array(W, dtype=np.float64)
     b = np.array(b, dtype=np.float64)
+    n = len(y)
+    w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, np.float64) * (n / np.sum(sample_weight))
     loss_sum, correct = 0.0, 0
     for step, start in enumerate(range(0, len(order), batch_size)):
         rows = order[start : start + batch_size]
-        loss, hits, dW, db = linear_softmax_cross_entropy(X[rows], W, b, y[rows], x_scale=x_scale)
-        W -= lrs[step] * (dW + weight_decay * W)
-        b -= lrs[step] * db
-        loss_sum += loss * len(rows)
-        correct += hits
+        at = np.arange(len(rows))
+        logp = log_softmax(linear_logits(X[rows], W, b, x_scale=x_scale))
+        g = np.exp(logp)
+        g[at, y[rows]] -= 1.0
+        g *= (w[rows] / len(rows))[:, None]  # the gradient of sum(w_i * loss_i) / rows
+        W -= lrs[step] * ((np.asarray(X[rows], np.float64) * x_scale).T @ g + weight_decay * W)
+        b -= lrs[step] * g.sum(axis=0)
+        loss_sum -= (w[rows] * logp[at, y[rows]]).sum()
+        correct += int((logp.argmax(axis=1) == y[rows]).sum())
     return W, b, loss_sum / len(order), correct

@@ -101,7 +101,7 @@ def fit_blocks(X, y, xp, transform=None):
     def loader(xb, yb):
         def load():
             X_chunk, y_chunk = (xp.ascontiguousarray(xp.asarray(a)) for a in dask.compute(xb, yb))
-            return (X_chunk if transform is None else transform(xp, X_chunk)), y_chunk
+            return (X_chunk if transform is None else transform(xp, X_chunk)), y_chunk, None
         return load
 
     return [(rows, loader(xb, yb)) for rows, xb, yb in zip(X.chunks[0], X.to_delayed().ravel(),

@@ -20,12 +20,14 @@ from .. import ops
 from ..arrays import to_numpy
 
 
-def fused_gradient(xp, X, y, x_scale, dtype):
-    """gradient(W, bias) for lbfgs over X and y in memory: one fused pass (ops.linear_softmax_cross_entropy)."""
+def fused_gradient(xp, X, y, x_scale, dtype, sample_weight=None):
+    """gradient(W, bias) for lbfgs over X and y in memory: one fused pass (ops.linear_softmax_cross_entropy),
+    of the mean loss or, with sample_weight, the weighted mean sum(w_i loss_i) / sum(w)."""
 
     def gradient(W, bias):
         loss, correct, dW, db = ops.linear_softmax_cross_entropy(
-            X, xp.asarray(W.T, dtype=dtype), xp.asarray(bias, dtype=dtype), y, x_scale=x_scale)
+            X, xp.asarray(W.T, dtype=dtype), xp.asarray(bias, dtype=dtype), y, x_scale=x_scale,
+            sample_weight=sample_weight)
         # One transfer: the gradient and, at its end, the loss and the hits.
         return to_numpy(xp.concatenate([dW.T.ravel(), db, xp.stack([loss, correct.astype(dtype)])]))
 
@@ -79,8 +81,11 @@ class _Iterations:
         return tuple(a.astype(self.dtype) for a in self.objective.unpack(w))
 
 
-def lbfgs(xp, gradient, n, coef, b, *, C, tol, max_iter, evaluate, publish):
+def lbfgs(xp, gradient, n, coef, b, *, C, tol, max_iter, evaluate, publish, weight_sum=None):
     """Minimise LogisticRegression's multinomial objective from coef, b; the number of iterations run.
+
+    weight_sum: the rows' weights' sum where gradient's loss is their weighted
+    mean, which scales the penalty as LogisticRegression's ||W||^2 / (2 C sum(w)).
 
     gradient(W, bias), with W (k, d) and bias (k,) host float64, is one pass
     over the n rows: the host vector of the mean loss's gradient (W's,
@@ -95,7 +100,7 @@ def lbfgs(xp, gradient, n, coef, b, *, C, tol, max_iter, evaluate, publish):
     from scipy.optimize import minimize  # SciPy only where lbfgs runs
 
     k, d = coef.shape
-    objective = _Objective(gradient, k, d, 1.0 / (C * n))
+    objective = _Objective(gradient, k, d, 1.0 / (C * (n if weight_sum is None else weight_sum)))
     x0 = np.concatenate([to_numpy(coef).ravel(), to_numpy(b)]).astype(np.float64)
     iterations = _Iterations(objective, xp, n, coef.dtype, x0, evaluate, publish)
     try:

@@ -60,7 +60,8 @@ def sgd(xp, blocks, coef, b, *, lrs, weight_decays, first_epoch, epochs, batch_s
     trained in place; model i at peak rate lrs[i] with decay weight_decays[i] (floats).
 
     blocks: the training rows as a sequence of (rows, load), load() giving
-    that block's (X, y) on the device: one block for data in memory, a Dask
+    that block's (X, y, sample_weight) on the device (sample_weight None, or
+    the rows' weights as ops.validation.check_sample_weight returns them): one block for data in memory, a Dask
     array's chunks in order otherwise (each epoch loads them again). Block i
     of epoch e is shuffled as reference/permutation.py's (seed, e * len(blocks)
     + i), so one block is shuffled as ops.train_epoch's (seed, e).
@@ -113,9 +114,10 @@ def _epoch(xp, blocks, coef, b, rates, weight_decays, *, epoch, steps, total_ste
     sum, hits and whether its weights stayed finite, read from the device in one transfer."""
     loss_sums, correct, step = 0, 0, epoch * steps
     for i, (rows, load) in enumerate(blocks):
-        X, y = load()
+        X, y, sample_weight = load()
         block_loss, block_correct = ops.train_epoch_many(
             X, y, coef.transpose(0, 2, 1), b, batch_size=int(batch_size), lrs=rates, weight_decays=weight_decays,
+            sample_weight=sample_weight,
             seed=int(seed), epoch=epoch * len(blocks) + i, schedule=schedule, total_steps=total_steps,
             start_step=step, x_scale=x_scale, workspace=workspace, check_input=False)
         loss_sums, correct, step = loss_sums + block_loss, correct + block_correct, step + math.ceil(rows / batch_size)

@@ -7,6 +7,8 @@ A cooperative launch (Function.launch(..., cooperative=True), or CuPy's
 enable_cooperative_groups=True through standin_cupy) runs every block at
 once, so kernels may wait for each other at a grid barrier.
 Device buffers are guarded (memory.py); kernel bugs raise KernelFault.
+standin_cupy.py stands in for ``cupy`` on the emulator, standin_cupyx.py for
+``cupyx.scipy.sparse`` over its arrays.
 """
 
 from .compiler import CompileError, Function, Module, Param, load_module

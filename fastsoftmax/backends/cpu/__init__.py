@@ -5,12 +5,14 @@ read X once and never write logits, and from BLAS_MIN_CLASSES classes the
 large-shape path of large.py (sgemm for the two matmuls, a fused Numba pass
 over each chunk of logits). The kernels that start from given logits are in
 logits.py, the many-model epoch of sweeps in sweep.py; what the kernels share
-is in rows.py, the Numba machinery in jit.py.
+is in rows.py, the Numba machinery in jit.py. A CSR X (arrays.CSR) runs on
+sparse.py's kernels, at any k.
 """
 
 from __future__ import annotations
 
-from . import fused, large, sweep
+from ...arrays import CSR
+from . import fused, large, sparse, sweep
 from .logits import count_correct, softmax_cross_entropy
 from .rows import shuffle
 
@@ -40,29 +42,34 @@ def use_large(k: int) -> bool:
     return k >= BLAS_MIN_CLASSES
 
 
-def _path(coef):
+def _path(X, coef):
+    if isinstance(X, CSR):
+        return sparse
     return large if use_large(coef.shape[0]) else fused
 
 
 def linear_softmax(X, coef, b, x_scale):
-    return _path(coef).linear_softmax(X, coef, b, x_scale)
+    return _path(X, coef).linear_softmax(X, coef, b, x_scale)
 
 
 def linear_logits(X, coef, b, x_scale):
-    return large.linear_logits(X, coef, b, x_scale)  # sgemm at any k: logits are written either way
+    path = sparse if isinstance(X, CSR) else large  # sgemm at any k: logits are written either way
+    return path.linear_logits(X, coef, b, x_scale)
 
 
-def linear_softmax_cross_entropy(X, coef, b, y, x_scale):
-    return _path(coef).linear_softmax_cross_entropy(X, coef, b, y, x_scale)
+def linear_softmax_cross_entropy(X, coef, b, y, x_scale, sample_weight):
+    return _path(X, coef).linear_softmax_cross_entropy(X, coef, b, y, x_scale, sample_weight)
 
 
 def train_epoch(X, y, rows, coef, b, batch_size, x_scale, weight_decay, kind, lr, total_steps, start_step,
-                workspace):
+                sample_weight, workspace):
     # workspace: the CPU keeps nothing between epochs (each call's buffers are its own)
-    return _path(coef).train_epoch(X, y, rows, coef, b, batch_size, x_scale, weight_decay, kind, lr, total_steps,
-                                   start_step)
+    return _path(X, coef).train_epoch(X, y, rows, coef, b, batch_size, x_scale, weight_decay, kind, lr, total_steps,
+                                      start_step, sample_weight)
 
 
-def train_epoch_many(X, y, rows, coef, b, batch_size, x_scale, weight_decays, kind, lrs, total_steps, start_step):
-    return sweep.train_epoch_many(X, y, rows, coef, b, batch_size, x_scale, weight_decays, kind, lrs, total_steps,
-                                  start_step)
+def train_epoch_many(X, y, rows, coef, b, batch_size, x_scale, weight_decays, kind, lrs, total_steps, start_step,
+                     sample_weight):
+    path = sparse if isinstance(X, CSR) else sweep
+    return path.train_epoch_many(X, y, rows, coef, b, batch_size, x_scale, weight_decays, kind, lrs, total_steps,
+                                 start_step, sample_weight)

@@ -40,7 +40,15 @@ from numba import prange
 
 from ...reference.schedules import CONSTANT
 from .jit import INNER, JIT, PRANGE, call, entry, njit
-from .rows import TILE, learning_rate, load_tile, n_parts, part_bounds, tile_softmax
+from .rows import (
+    TILE,
+    learning_rate,
+    load_tile,
+    n_parts,
+    part_bounds,
+    tile_softmax,
+    unweighted,
+)
 
 # A step's reduction of the parts' sums runs in parallel from this many values (k d x parts); below it,
 # on the calling thread (see _batches).
@@ -113,13 +121,14 @@ def _tile_buffers(coef, columns):
 
 
 @njit(**INNER)
-def _rows_part(q, X, rows, y, coef, b, x_scale, P, part_dcoef, part_db, part_loss, part_hits):
+def _rows_part(q, X, rows, y, sw, coef, b, x_scale, P, part_dcoef, part_db, part_loss, part_hits):
     """Part q of the rows X[rows]: per tile, the logits x_scale * coef @ x + b and their softmax; then,
     where P has rows (linear_softmax), the softmax into P[rows]; else (a gradient) the unscaled
     gradient sums of the part into part_dcoef[q], part_db[q], part_loss[q] (the loss sum) and
     part_hits[q] (the argmax hits).
 
-    Per row: g = softmax(z) - onehot(y); dcoef += g x^T, db += g. dcoef has k
+    Per row, of weight w = sw[row] (1 where sw is empty): g = w (softmax(z) - onehot(y));
+    dcoef += g x^T, db += g, loss += w (lse - z[y]). dcoef has k
     rounded up to even rows (the pad row stays 0). The caller multiplies by
     x_scale / n (dcoef) and 1 / n (db) when it adds the parts. One kernel for
     both, as the forward pass is the gradient's first half: it compiles once.
@@ -128,6 +137,7 @@ def _rows_part(q, X, rows, y, coef, b, x_scale, P, part_dcoef, part_db, part_los
     k = coef.shape[0]
     xf, g, lse, top = _tile_buffers(coef, k + k % 2)
     forward = P.shape[0] > 0
+    weighted = sw.shape[0] > 0
     if not forward:
         part_dcoef[q] = 0
         part_db[q] = 0
@@ -138,7 +148,7 @@ def _rows_part(q, X, rows, y, coef, b, x_scale, P, part_dcoef, part_db, part_los
         _tile_logits(xf, coef, b, x_scale, g)
         if not forward:
             for r in range(m):
-                loss -= g[r, y[rows[t + r]]]
+                loss -= (sw[rows[t + r]] if weighted else 1.0) * g[r, y[rows[t + r]]]
         tile_softmax(g, k, m, lse, top)
         if forward:
             for r in range(m):  # loops, not slice copies: those compile string-formatting code
@@ -147,10 +157,12 @@ def _rows_part(q, X, rows, y, coef, b, x_scale, P, part_dcoef, part_db, part_los
             continue
         for r in range(m):
             label = y[rows[t + r]]
-            loss += lse[r]
+            w = sw[rows[t + r]] if weighted else coef.dtype.type(1)
+            loss += w * lse[r]
             hits += top[r] == label
             g[r, label] -= 1
             for j in range(k):
+                g[r, j] *= w
                 part_db[q, j] += g[r, j]
         g[m:] = 0  # a last, short tile: its pad rows add nothing
         _tile_rank_update(g, xf, part_dcoef[q])
@@ -187,7 +199,7 @@ def _class_mean(j, part_dcoef, part_db, parts, n, coef_scale, step, rate, weight
 
 
 @njit(parallel=PRANGE, **JIT)
-def _batches(part, reduce, X, y, rows, coef, b, batch_size, x_scale, weight_decay, kind, lr, total_steps, start_step,
+def _batches(part, reduce, X, y, sw, rows, coef, b, batch_size, x_scale, weight_decay, kind, lr, total_steps, start_step,
              step, P, dcoef, db, part_dcoef, part_db, part_loss, part_hits):
     """The batches rows[s * batch_size : (s + 1) * batch_size], in order: per batch, its parts in
     parallel (part: _rows_part's address), then, unless reduce is 0 (a forward pass into P), a
@@ -206,7 +218,7 @@ def _batches(part, reduce, X, y, rows, coef, b, batch_size, x_scale, weight_deca
         m = batch.shape[0]
         parts = n_parts(m)
         for q in prange(parts):
-            call(part, (np.int64(q), X, batch, y, coef, b, x_scale, P, part_dcoef, part_db, part_loss, part_hits))
+            call(part, (np.int64(q), X, batch, y, sw, coef, b, x_scale, P, part_dcoef, part_db, part_loss, part_hits))
         if reduce == 0:
             continue
         rate = coef.dtype.type(learning_rate(kind, lr, total_steps, start_step + s))
@@ -228,6 +240,7 @@ def _batches(part, reduce, X, y, rows, coef, b, batch_size, x_scale, weight_deca
 _NO_LABELS = np.empty(0, np.int64)  # y of a forward pass
 
 
+
 @functools.cache
 def _empty(dtype, k):
     """Empty stand-ins: a forward pass's P (in a gradient), and a gradient's mean (dcoef, db) and
@@ -244,16 +257,17 @@ def _part_buffers(n, coef):
             np.empty(parts), np.empty(parts, np.int64))
 
 
-def _gradient(X, y, rows, coef, b, batch_size, x_scale, weight_decay, kind, lr, total_steps, start_step, step,
+def _gradient(X, y, sw, rows, coef, b, batch_size, x_scale, weight_decay, kind, lr, total_steps, start_step, step,
               dcoef, db):
     """_batches over X[rows] with a gradient's kernels: (loss sum, hits, each part's loss sum, hits)."""
     t = coef.dtype.type
     no_rows = _empty(coef.dtype, coef.shape[0])[0]
+    sw = unweighted(coef.dtype) if sw is None else sw
     buffers = _part_buffers(min(batch_size, rows.shape[0]), coef)
-    part = entry(_rows_part, (0, X, rows, y, coef, b, t(0), no_rows, *buffers), (X, rows, y, coef, b))
+    part = entry(_rows_part, (0, X, rows, y, sw, coef, b, t(0), no_rows, *buffers), (X, rows, y, coef, b))
     reduce = entry(_class_mean, (0, buffers[0], buffers[1], 0, 0, t(0), True, t(0), t(0), dcoef, db, coef, b),
                    (dcoef, db, coef, b))
-    loss_sum, correct = _batches(part, reduce, X, y, rows, coef, b, batch_size, t(x_scale), t(weight_decay), kind,
+    loss_sum, correct = _batches(part, reduce, X, y, sw, rows, coef, b, batch_size, t(x_scale), t(weight_decay), kind,
                                  float(lr), total_steps, start_step, step, no_rows, dcoef, db, *buffers)
     return loss_sum, correct, buffers[2], buffers[3]
 
@@ -262,23 +276,25 @@ def linear_softmax(X, coef, b, x_scale):
     n, t = X.shape[0], coef.dtype
     P, rows, x_scale, zero = np.empty((n, coef.shape[0]), t), np.arange(n), t.type(x_scale), t.type(0)
     _, dcoef, db, *sums = _empty(t, coef.shape[0])  # a forward pass: no labels, no gradient
-    part = entry(_rows_part, (0, X, rows, _NO_LABELS, coef, b, x_scale, P, *sums), (X, coef, b))
-    _batches(part, 0, X, _NO_LABELS, rows, coef, b, max(n, 1), x_scale, zero, CONSTANT, 0.0, 1, 0, False, P, dcoef,
+    sw = unweighted(t)
+    part = entry(_rows_part, (0, X, rows, _NO_LABELS, sw, coef, b, x_scale, P, *sums), (X, coef, b))
+    _batches(part, 0, X, _NO_LABELS, sw, rows, coef, b, max(n, 1), x_scale, zero, CONSTANT, 0.0, 1, 0, False, P, dcoef,
              db, *sums)
     return P
 
 
-def linear_softmax_cross_entropy(X, coef, b, y, x_scale):
+def linear_softmax_cross_entropy(X, coef, b, y, x_scale, sample_weight):
     n = X.shape[0]
     if not (coef.flags.writeable and b.flags.writeable):  # _class_mean's code (an SGD step) writes them: Numba
         coef, b = coef.copy(), b.copy()                 # types it for writable weights, whether it steps or not
     dcoef, db = np.empty_like(coef), np.empty_like(b)
-    *_, part_loss, part_hits = _gradient(X, y, np.arange(n), coef, b, max(n, 1), x_scale, 0, CONSTANT, 0.0, 1, 0, False,
+    *_, part_loss, part_hits = _gradient(X, y, sample_weight, np.arange(n), coef, b, max(n, 1), x_scale, 0, CONSTANT, 0.0, 1, 0, False,
                                          dcoef, db)
     return np.asarray(part_loss.sum() / n, coef.dtype), np.asarray(part_hits.sum()), dcoef, db
 
 
-def train_epoch(X, y, rows, coef, b, batch_size, x_scale, weight_decay, kind, lr, total_steps, start_step):
-    loss_sum, correct, *_ = _gradient(X, y, rows, coef, b, batch_size, x_scale, weight_decay, kind, lr, total_steps,
+def train_epoch(X, y, rows, coef, b, batch_size, x_scale, weight_decay, kind, lr, total_steps, start_step,
+                sample_weight):
+    loss_sum, correct, *_ = _gradient(X, y, sample_weight, rows, coef, b, batch_size, x_scale, weight_decay, kind, lr, total_steps,
                                       start_step, True, np.empty_like(coef), np.empty_like(b))
     return np.asarray(loss_sum), np.asarray(correct)

@@ -26,12 +26,17 @@ which is what this path relies on: same input, same thread count, same bits.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from .jit import INNER, JIT, njit
-from .rows import argmax, exp, gather_rows, learning_rate, n_parts, part_bounds
+from .jit import JIT, njit
+from .rows import (
+    gather_rows,
+    learning_rate,
+    n_parts,
+    part_bounds,
+    row_softmax,
+    unweighted,
+)
 
 # Elements of a chunk's logits (rows x k) or converted rows (rows x d): 4 MB in
 # float32, so a chunk's logits stay in the 2 cores' caches between the sgemm
@@ -44,24 +49,6 @@ def chunk_rows(k: int, d: int) -> int:
     return max(1, CHUNK_ELEMENTS // max(k, d))
 
 
-@njit(**INNER)
-def _row_softmax(Z, i, b, x_scale):
-    """Z[i] = softmax(x_scale * Z[i] + b) in place, max-subtracted; returns (the log-sum-exp, the argmax)."""
-    z, k = Z[i], Z.shape[1]
-    for j in range(k):
-        z[j] = z[j] * x_scale + b[j]
-    top, m = argmax(Z, i, k)
-    s = z.dtype.type(0)
-    for j in range(k):
-        e = exp(z[j] - m)
-        z[j] = e
-        s += e
-    inv = z.dtype.type(1) / s
-    for j in range(k):
-        z[j] *= inv
-    return m + math.log(s), top
-
-
 @njit(**JIT)
 def _softmax_rows(z, b, x_scale):
     """z[i] = softmax(x_scale * z[i] + b) in place."""
@@ -69,13 +56,14 @@ def _softmax_rows(z, b, x_scale):
     for q in range(n_parts(n)):
         lo, hi = part_bounds(n, q)
         for i in range(lo, hi):
-            _row_softmax(z, i, b, x_scale)
+            row_softmax(z, i, b, x_scale)
 
 
 @njit(**JIT)
-def _softmax_rows_gradient(z, b, x_scale, labels, part_db, part_loss, part_hits):
-    """Logits z (rows, k) of a chunk into g = softmax(x_scale * z + b) - onehot(labels), in place;
-    per part: the sums of g (part_db), of the rows' losses and of their argmax hits."""
+def _softmax_rows_gradient(z, b, x_scale, labels, weights, part_db, part_loss, part_hits):
+    """Logits z (rows, k) of a chunk into g = w (softmax(x_scale * z + b) - onehot(labels)), in place,
+    w the row's weight (1 where weights is empty); per part: the sums of g (part_db), of the rows'
+    weighted losses and of their argmax hits."""
     n = z.shape[0]
     for q in range(n_parts(n)):
         lo, hi = part_bounds(n, q)
@@ -85,12 +73,14 @@ def _softmax_rows_gradient(z, b, x_scale, labels, part_db, part_loss, part_hits)
         hits = 0
         for i in range(lo, hi):
             g, label = z[i], labels[i]
+            w = weights[i] if weights.shape[0] else z.dtype.type(1)
             logit = g[label] * x_scale + b[label]
-            lse, top = _row_softmax(z, i, b, x_scale)
-            loss += lse - logit
+            lse, top = row_softmax(z, i, b, x_scale)
+            loss += w * (lse - logit)
             hits += top == label
             g[label] -= 1
             for j in range(g.shape[0]):
+                g[j] *= w
                 db[j] += g[j]
         part_loss[q], part_hits[q] = loss, hits
 
@@ -153,9 +143,10 @@ class Gradient:
         self.dsum, self.dbsum, self.stats = np.empty((k, d), t), np.empty(k, t), np.empty(2)
         self.scratch = None  # a second (k, d) for batches of several chunks
 
-    def __call__(self, X, rows, nrows, y, coef, b, x_scale):
-        """The sums over rows 0..nrows-1 of the batch (X[rows[i]], or X[i] where rows is None): per
-        chunk, its rows in the compute dtype, their logits by sgemm, the fused pass, the products."""
+    def __call__(self, X, rows, nrows, y, sw, coef, b, x_scale):
+        """The sums over rows 0..nrows-1 of the batch (X[rows[i]], or X[i] where rows is None), each
+        row's terms times its weight in sw (None: 1): per chunk, its rows in the compute dtype, their
+        logits by sgemm, the fused pass, the products."""
         self.dbsum[:] = 0
         self.stats[:] = 0
         for lo in range(0, nrows, self.chunk):
@@ -163,13 +154,14 @@ class Gradient:
             x = self.rows_of(X, rows, lo, count)
             z = self.logits[:count]
             np.matmul(x, coef.T, out=z)
-            self.finish(z, b, x_scale, y[lo : lo + count] if rows is None else y[rows[lo : lo + count]])
+            at = slice(lo, lo + count) if rows is None else rows[lo : lo + count]
+            self.finish(z, b, x_scale, y[at], unweighted(z.dtype) if sw is None else sw[at])
             self.add_products(z, x, lo == 0)
 
-    def finish(self, z, b, x_scale, labels):
-        """A chunk's logits z into g = softmax(x_scale * z + b) - onehot(labels), in place; its bias
+    def finish(self, z, b, x_scale, labels, weights):
+        """A chunk's logits z into g = w (softmax(x_scale * z + b) - onehot(labels)), in place; its bias
         gradient, loss and hits added to dbsum and stats."""
-        _softmax_rows_gradient(z, b, x_scale, labels, self.part_db, self.part_loss, self.part_hits)
+        _softmax_rows_gradient(z, b, x_scale, labels, weights, self.part_db, self.part_loss, self.part_hits)
         _add_parts(self.part_db, self.part_loss, self.part_hits, n_parts(z.shape[0]), self.dbsum, self.stats)
 
     def add_products(self, g, x, first):
@@ -215,32 +207,33 @@ def linear_logits(X, coef, b, x_scale):
     return _by_chunks(X, coef, affine)
 
 
-def linear_softmax_cross_entropy(X, coef, b, y, x_scale):
+def linear_softmax_cross_entropy(X, coef, b, y, x_scale, sample_weight):
     n = X.shape[0]
     t = coef.dtype.type
     sums = Gradient(coef, n)
-    sums(X, None, n, y, coef, b, t(x_scale))
+    sums(X, None, n, y, sample_weight, coef, b, t(x_scale))
     dcoef = sums.dsum
     dcoef *= t(x_scale / n)  # as fused._class_mean: the sum times x_scale / n rounded once
     return (np.asarray(sums.stats[0] / n, coef.dtype), np.asarray(int(sums.stats[1])), dcoef,
             sums.dbsum / t(n))
 
 
-def batches(X, y, rows, coef, b, batch_size, x_scale, sums):
+def batches(X, y, sw, rows, coef, b, batch_size, x_scale, sums):
     """The batches rows[s * batch_size : (s + 1) * batch_size] in order: (s, the batch's row count),
     each once sums (a Gradient) holds the batch's sums, for the caller to step."""
     for s, first in enumerate(range(0, rows.shape[0], batch_size)):
         batch = rows[first : first + batch_size]
-        sums(X, batch, batch.shape[0], y, coef, b, coef.dtype.type(x_scale))
+        sums(X, batch, batch.shape[0], y, sw, coef, b, coef.dtype.type(x_scale))
         yield s, batch.shape[0]
 
 
-def train_epoch(X, y, rows, coef, b, batch_size, x_scale, weight_decay, kind, lr, total_steps, start_step):
+def train_epoch(X, y, rows, coef, b, batch_size, x_scale, weight_decay, kind, lr, total_steps, start_step,
+                sample_weight):
     """Backend.train_epoch on this path: per batch, Gradient's sums, then sgd_step."""
     t = coef.dtype.type
     sums = Gradient(coef, min(batch_size, rows.shape[0]))
     loss_sum, correct = 0.0, 0
-    for step, m in batches(X, y, rows, coef, b, batch_size, x_scale, sums):
+    for step, m in batches(X, y, sample_weight, rows, coef, b, batch_size, x_scale, sums):
         rate = t(learning_rate(kind, lr, total_steps, start_step + step))
         sgd_step(coef, b, sums.dsum, sums.dbsum, t(x_scale / m), t(1) / t(m), rate, t(weight_decay))
         loss_sum += sums.stats[0]

@@ -9,6 +9,7 @@ thread count or scheduling.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -31,6 +32,12 @@ TILE = 8
 # cores than 2 or 8); 16 parts bound the partial-gradient buffers at 16 * k * d.
 ROWS_PER_PART = 64
 MAX_PARTS = 16
+
+
+@functools.cache
+def unweighted(dtype):
+    """The empty sample weights that stand for every row weighing 1 (one compiled kernel serves both)."""
+    return np.empty(0, dtype)
 
 
 @njit(**JIT)
@@ -129,6 +136,24 @@ def _exp_overload(x):
     if x == types.float32:
         return lambda x: _expf(x)
     return lambda x: math.exp(x)  # float64 keeps libm's exactly rounded exp
+
+
+@njit(**INNER)
+def row_softmax(Z, i, b, x_scale):
+    """Z[i] = softmax(x_scale * Z[i] + b) in place, max-subtracted; returns (the log-sum-exp, the argmax)."""
+    z, k = Z[i], Z.shape[1]
+    for j in range(k):
+        z[j] = z[j] * x_scale + b[j]
+    top, m = argmax(Z, i, k)
+    s = z.dtype.type(0)
+    for j in range(k):
+        e = exp(z[j] - m)
+        z[j] = e
+        s += e
+    inv = z.dtype.type(1) / s
+    for j in range(k):
+        z[j] *= inv
+    return m + math.log(s), top
 
 
 @njit(**INNER)

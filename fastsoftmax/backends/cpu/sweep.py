@@ -50,10 +50,11 @@ def _gather(X, rows, lo, hi, out):
 
 
 @njit(**JIT)
-def _grouped_softmax_rows_gradient(z, b, x_scale, labels, peak, top, total, db, stats):
+def _grouped_softmax_rows_gradient(z, b, x_scale, labels, weights, peak, top, total, db, stats):
     """Logits z (rows, k m) of a chunk, class-major (column c m + i is model i's class c), into
-    g = softmax(x_scale * z + b) - onehot(label) per model, in place; adds each model's sums of
-    g to db (k m,), and its rows' losses and argmax hits to stats[i] (rows in order).
+    g = w (softmax(x_scale * z + b) - onehot(label)) per model, in place, w the row's weight (1
+    where weights is empty); adds each model's sums of g to db (k m,), and its rows' weighted
+    losses and argmax hits to stats[i] (rows in order).
 
     Class-major, so that every step of a row's m softmaxes is a loop over the m models, which
     LLVM vectorises (16 models: one AVX-512 vector): a model's max, argmax and sum of exps are
@@ -65,6 +66,7 @@ def _grouped_softmax_rows_gradient(z, b, x_scale, labels, peak, top, total, db, 
     bias = b.reshape(k * m)
     for r in range(n):
         g, label = z[r], labels[r]
+        w = weights[r] if weights.shape[0] else z.dtype.type(1)
         for i in range(m):
             peak[i], top[i] = g[i] * x_scale + bias[i], 0
         for c in range(k):  # the logits, with each model's first maximum (np.argmax's, as rows.argmax)
@@ -75,7 +77,7 @@ def _grouped_softmax_rows_gradient(z, b, x_scale, labels, peak, top, total, db, 
                 top[i] = c if better else top[i]
                 peak[i] = v if better else peak[i]
         for i in range(m):
-            stats[i, 0] -= g[label * m + i]  # the loss is log-sum-exp minus the label's logit
+            stats[i, 0] -= w * g[label * m + i]  # the loss is log-sum-exp minus the label's logit
             stats[i, 1] += top[i] == label
             total[i] = 0
         for c in range(k):  # max-subtracted: logits of magnitude 1e4 stay finite
@@ -84,10 +86,10 @@ def _grouped_softmax_rows_gradient(z, b, x_scale, labels, peak, top, total, db, 
                 g[c * m + i] = e
                 total[i] += e
         for i in range(m):
-            stats[i, 0] += peak[i] + math.log(total[i])
-            total[i] = g.dtype.type(1) / total[i]
+            stats[i, 0] += w * (peak[i] + math.log(total[i]))
+            total[i] = w / total[i]
         for c in range(k):  # g = softmax - onehot, and the bias gradients' sums
-            hot = g.dtype.type(c == label)
+            hot = w * g.dtype.type(c == label)
             for i in range(m):
                 v = g[c * m + i] * total[i] - hot
                 g[c * m + i] = v
@@ -125,12 +127,13 @@ class _GroupedGradient(Gradient):
         _gather(X, rows, lo, lo + count, self.x)
         return self.x[:count]
 
-    def finish(self, z, b, x_scale, labels):
+    def finish(self, z, b, x_scale, labels, weights):
         """Each model's k columns of the chunk's logits into its g, its sums into dbsum and stats[i]."""
-        _grouped_softmax_rows_gradient(z, b, x_scale, labels, self.peak, self.top, self.total, self.dbsum, self.stats)
+        _grouped_softmax_rows_gradient(z, b, x_scale, labels, weights, self.peak, self.top, self.total, self.dbsum, self.stats)
 
 
-def train_epoch_many(X, y, rows, coef, b, batch_size, x_scale, weight_decays, kind, lrs, total_steps, start_step):
+def train_epoch_many(X, y, rows, coef, b, batch_size, x_scale, weight_decays, kind, lrs, total_steps, start_step,
+                     sample_weight):
     """Backend.train_epoch_many: per batch, the grouped sums, then each model's step.
     The models train class-major (a copy of coef and b, written back at the end: 2 m k d values
     an epoch against 4 m k d FLOP a row)."""
@@ -145,7 +148,7 @@ def train_epoch_many(X, y, rows, coef, b, batch_size, x_scale, weight_decays, ki
     # A diverging model's inf weights make inf and NaN logits in its own columns: the caller
     # (the SGD loop, solvers/sgd.py) finds it after the epoch, so sgemm's overflow warnings say nothing more.
     with np.errstate(over="ignore", invalid="ignore"):
-        for step, nb in batches(X, y, rows, wall, bias, batch_size, x_scale, sums):
+        for step, nb in batches(X, y, sample_weight, rows, wall, bias, batch_size, x_scale, sums):
             _grouped_sgd_step(work, bias, dsum, dbsum, t(x_scale / nb), t(1) / t(nb), kind, lrs, weight_decays,
                               total_steps, start_step + step)
             loss_sum += sums.stats[:, 0]

@@ -23,6 +23,12 @@ BLOCKS_PER_SM = 2
 NULL = np.uint64(0)
 
 
+def pointer(a):
+    """A kernel's pointer argument that may be absent: the device array a, or NULL for None
+    (e.g. sample_weight, which the kernels read as 1 for every row where it is null)."""
+    return NULL if a is None else a
+
+
 def device_attribute(name: str) -> int:
     """The current GPU's cudaDevAttr<name>, e.g. device_attribute("MultiProcessorCount")."""
     return attribute(name, cp.cuda.runtime.getDevice())

@@ -5,6 +5,10 @@ training kernels (kernels/linear_softmax_cross_entropy.cu) keep W and dW there,
 so they stop at about 58 000 weights (linear_softmax, fp32) or 28 000
 (training): past that, large.py's path runs (the choice is __init__.py's).
 
+Sample weights (the contract's sample_weight) multiply each row's loss and
+g = softmax - onehot inside the kernels, read by X's row number as the
+labels are; without weights the kernels get a null pointer and multiply by 1.
+
 Nothing here waits for the GPU: results come back as (0-d) CuPy arrays. A
 training epoch is two launches: one writes the epoch's order of rows
 (rows.shuffle, from the seed: no permutation crosses from the host), and one
@@ -86,13 +90,14 @@ class GradientPass:
     def kernel(self, name: str, X):
         return nvrtc.kernel("linear_softmax_cross_entropy", template_id(name, self.t, X.dtype, self.k, self.g))
 
-    def gradient(self, X, rows, first, nrows, y, coef, b, x_scale, part):
-        """Partial sums of rows first..first+nrows of the batch (rows[first + i] of X, or first + i for NULL)."""
+    def gradient(self, X, rows, first, nrows, y, sample_weight, coef, b, x_scale, part):
+        """Partial sums of rows first..first+nrows of the batch (rows[first + i] of X, or first + i for NULL),
+        each row's terms times its sample weight (none: 1)."""
         self.kernel("linear_softmax_cross_entropy", X)(
             (self.grid,),
             (THREADS,),
-            (X, rows, np.int64(first), np.int32(nrows), y, coef, b, self.t.type(x_scale), np.int32(self.d), vec16(X),
-             vec16(coef), part),
+            (X, rows, np.int64(first), np.int32(nrows), y, nvrtc.pointer(sample_weight), coef, b, self.t.type(x_scale),
+             np.int32(self.d), vec16(X), vec16(coef), part),
             shared_mem=self.smem,
         )
 
@@ -107,13 +112,13 @@ class GradientPass:
         )
 
 
-def linear_softmax_cross_entropy(X, coef, b, y, x_scale):
+def linear_softmax_cross_entropy(X, coef, b, y, x_scale, sample_weight):
     n = X.shape[0]
     grads = GradientPass(n, X, coef, nvrtc.max_blocks())
     part = cp.empty((grads.grid, grads.part_size), coef.dtype)
     dcoef, db = cp.empty_like(coef), cp.empty_like(b)
     loss, correct = cp.empty((), coef.dtype), cp.empty((), cp.int64)
-    grads.gradient(X, nvrtc.NULL, 0, n, y, coef, b, x_scale, part)
+    grads.gradient(X, nvrtc.NULL, 0, n, y, sample_weight, coef, b, x_scale, part)
     grads.reduce(part, n, x_scale, dcoef, db, loss, correct)
     return loss, correct, dcoef, db
 
@@ -133,15 +138,16 @@ class Epoch:
         self.part = cp.empty((self.grads.grid, self.grads.part_size), coef.dtype)
         self.barrier = cp.zeros(2, cp.uint32)
 
-    def __call__(self, X, y, rows, coef, b, batch_size, x_scale, weight_decay, kind, lr, total_steps, start_step):
+    def __call__(self, X, y, rows, coef, b, batch_size, x_scale, weight_decay, kind, lr, total_steps, start_step,
+                 sample_weight):
         t = coef.dtype.type
         loss, hits = cp.empty((), coef.dtype), cp.empty((), cp.int64)
         self.kernel(
             (self.grads.grid,),
             (THREADS,),
-            (X, y, rows, np.int64(rows.shape[0]), np.int32(batch_size), coef, b, t(x_scale), np.int32(self.grads.d),
-             vec16(X), vec16(coef), t(weight_decay), np.int32(kind), np.float64(lr), np.int64(total_steps),
-             np.int64(start_step), self.part, loss, hits, self.barrier),
+            (X, y, nvrtc.pointer(sample_weight), rows, np.int64(rows.shape[0]), np.int32(batch_size), coef, b,
+             t(x_scale), np.int32(self.grads.d), vec16(X), vec16(coef), t(weight_decay), np.int32(kind),
+             np.float64(lr), np.int64(total_steps), np.int64(start_step), self.part, loss, hits, self.barrier),
             shared_mem=self.grads.smem,
             enable_cooperative_groups=True,
         )
@@ -149,7 +155,7 @@ class Epoch:
 
 
 def train_epoch(X, y, rows, coef, b, batch_size, x_scale, weight_decay, kind, lr, total_steps, start_step,
-                workspace):
+                sample_weight, workspace):
     """Backend.train_epoch in one launch. workspace (a dict of the run's, or None: this call's alone)
     keeps the launch and its buffers from epoch to epoch, keyed by the shapes they fit."""
     key = ("sgd_epoch", cp.cuda.runtime.getDevice(), rows.shape[0], batch_size, X.dtype.str, coef.shape,
@@ -159,4 +165,5 @@ def train_epoch(X, y, rows, coef, b, batch_size, x_scale, weight_decay, kind, lr
         epoch = Epoch(X, coef, rows.shape[0], batch_size)
         if workspace is not None:
             workspace[key] = epoch
-    return epoch(X, y, rows, coef, b, batch_size, x_scale, weight_decay, kind, lr, total_steps, start_step)
+    return epoch(X, y, rows, coef, b, batch_size, x_scale, weight_decay, kind, lr, total_steps, start_step,
+                 sample_weight)

@@ -5,7 +5,8 @@ weights (linear_softmax, fp32) or 28 000 (training, which also holds dW).
 Beyond that the matmuls go to cuBLAS (cupy.matmul), which tiles W through
 shared memory itself, and what is fused is the rest: one pass over each chunk
 of logits (kernels/softmax_rows.cu) takes x_scale, the bias, the softmax, the
-loss, the argmax and g = softmax - onehot, in place, and one launch takes the
+loss, the argmax and g = w (softmax - onehot) (w the row's sample weight, 1
+without weights), in place, and one launch takes the
 SGD step (sgd_step_many, kernels/sweep.cu: the same step for a sweep's m
 models, sweep.py, and for one model here). Rows go in chunks of at most
 chunk_rows(k, d), so the extra memory is O(chunk x k + chunk x d + k x d),
@@ -31,7 +32,7 @@ import numpy as np
 
 from ...kernels.geometry import ROWS_PER_WARP_BLOCK, THREADS, template_id
 from . import compile as nvrtc
-from .rows import rows_of
+from .rows import rows_grid, rows_of
 
 # Elements of a chunk's logits (rows x k) or converted X (rows x d): 16 MB in
 # fp32, enough rows (2048 at k = 1000, d = 2048) for cuBLAS to fill an H100.
@@ -40,10 +41,6 @@ CHUNK_ELEMENTS = 1 << 22
 
 def chunk_rows(k: int, d: int) -> int:
     return max(1, CHUNK_ELEMENTS // max(k, d))
-
-
-def rows_grid(rows: int) -> int:
-    return max(1, min(-(-rows // ROWS_PER_WARP_BLOCK), nvrtc.max_blocks()))
 
 
 def _by_chunks(X, coef, finish):
@@ -86,7 +83,9 @@ def linear_logits(X, coef, b, x_scale):
 class Gradient:
     """The unscaled gradient sums of a batch of up to `max_rows` rows on the
     large-shape path, and its buffers: dcoef = sum of g x^T (k, d), db = sum
-    of g (k), stats = (loss sum, argmax hits). Every sum runs in a fixed order
+    of g (k), stats = (loss sum, argmax hits), g = w (softmax - onehot) and the
+    loss sum sum(w loss) for the rows' sample weights w (1 without weights;
+    the hits are not weighted). Every sum runs in a fixed order
     (chunks in order, cuBLAS and CuPy reductions of fixed shapes), so a batch
     always gives the same bits. groups > 1: coef stacks that many models of
     k / groups classes (a sweep, sweep.py), each with its own softmax;
@@ -104,8 +103,9 @@ class Gradient:
         self.dcoef, self.db, self.stats = cp.empty((k, d), t), cp.empty(k, t), cp.empty(2 * groups, t)
         self.kernel = nvrtc.kernel("softmax_rows", template_id("softmax_rows_gradient", t))
 
-    def __call__(self, X, rows, first, nrows, y, coef, b, x_scale):
-        """Sums over rows first..first+nrows of the batch (rows[first + i] of X, or first + i when rows is None)."""
+    def __call__(self, X, rows, first, nrows, y, sample_weight, coef, b, x_scale):
+        """Sums over rows first..first+nrows of the batch (rows[first + i] of X, or first + i when rows is None);
+        sample_weight None or indexed by X's row, as y."""
         for i, lo in enumerate(range(first, first + nrows, self.chunk)):
             count = min(self.chunk, first + nrows - lo)
             x = rows_of(X, rows, lo, count, self.x)
@@ -116,7 +116,7 @@ class Gradient:
                 (grid,),
                 (THREADS,),
                 (z, b, self.t.type(x_scale), np.int32(self.k // self.groups), np.int32(self.groups), np.int32(count),
-                 nvrtc.NULL if rows is None else rows, np.int64(lo), y, self.part),
+                 nvrtc.pointer(rows), np.int64(lo), y, nvrtc.pointer(sample_weight), self.part),
             )
             part = self.part[: grid * ROWS_PER_WARP_BLOCK]
             if i == 0:
@@ -129,11 +129,11 @@ class Gradient:
                 self.stats += part.sum(axis=0)
 
 
-def linear_softmax_cross_entropy(X, coef, b, y, x_scale):
+def linear_softmax_cross_entropy(X, coef, b, y, x_scale, sample_weight):
     n = X.shape[0]
     t = coef.dtype.type
     sums = Gradient(X, coef, n)
-    sums(X, None, 0, n, y, coef, b, x_scale)
+    sums(X, None, 0, n, y, sample_weight, coef, b, x_scale)
     inv_n = t(1) / t(n)
     dcoef = sums.dcoef * t(x_scale) * inv_n  # as reduce_partials: x_scale * sum * (1 / n)
     return sums.stats[0] * inv_n, sums.stats[1].astype(cp.int64), dcoef, sums.db * inv_n
@@ -166,21 +166,22 @@ class Step:
         )
 
 
-def train_epochs(X, y, rows, coef, b, batch_size, x_scale, step):
+def train_epochs(X, y, rows, coef, b, batch_size, x_scale, sample_weight, step):
     """The batches of X[rows] in order, for the models stacked in coef (m k, d) and b (m k,): per batch,
     Gradient's sums for all of them, then one launch of step (a Step) for all of them."""
     n = rows.shape[0]
     sums = Gradient(X, coef, min(batch_size, n), groups=step.m)
     for s, first in enumerate(range(0, n, batch_size)):
         nrows = min(batch_size, n - first)
-        sums(X, rows, first, nrows, y, coef, b, x_scale)
+        sums(X, rows, first, nrows, y, sample_weight, coef, b, x_scale)
         step(coef, b, sums, s, nrows, x_scale)
     return step.loss, step.correct
 
 
-def train_epoch(X, y, rows, coef, b, batch_size, x_scale, weight_decay, kind, lr, total_steps, start_step):
+def train_epoch(X, y, rows, coef, b, batch_size, x_scale, weight_decay, kind, lr, total_steps, start_step,
+                sample_weight):
     """Backend.train_epoch on this path: the step of one model, coef -= rate * (dcoef + weight_decay * coef),
     b -= rate * db, the rate of step start_step + s computed on the device in float64 and rounded once."""
     step = Step(coef, 1, [lr], [weight_decay], kind, total_steps, start_step)
-    loss, correct = train_epochs(X, y, rows, coef, b, batch_size, x_scale, step)
+    loss, correct = train_epochs(X, y, rows, coef, b, batch_size, x_scale, sample_weight, step)
     return loss.reshape(()), correct.reshape(())

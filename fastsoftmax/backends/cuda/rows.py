@@ -1,12 +1,13 @@
-"""What the CUDA paths share about X's rows: their alignment, a chunk of them in the compute
-dtype, and the epoch's order of rows, written on the device."""
+"""What the CUDA paths share about X's rows: their alignment, the grid of the kernels that give
+each row a warp, a chunk of them in the compute dtype, and the epoch's order of rows, written on
+the device."""
 
 from __future__ import annotations
 
 import cupy as cp
 import numpy as np
 
-from ...kernels.geometry import THREADS
+from ...kernels.geometry import ROWS_PER_WARP_BLOCK, THREADS
 from ...reference.permutation import halves, round_keys
 from . import compile as nvrtc
 
@@ -24,6 +25,11 @@ def rows_aligned(a, values: int) -> bool:
 def vec16(a) -> np.int32:
     """1 when every row of a starts 16-byte aligned, so rows copy in 16-byte chunks."""
     return np.int32(a.shape[1] * a.itemsize % 16 == 0 and a.data.ptr % 16 == 0)
+
+
+def rows_grid(rows: int) -> int:
+    """Blocks for a kernel that gives each of `rows` rows a warp (softmax_rows.cu, sparse.cu)."""
+    return max(1, min(-(-rows // ROWS_PER_WARP_BLOCK), nvrtc.max_blocks()))
 
 
 def rows_of(X, rows, first: int, count: int, buffer):

@@ -26,10 +26,11 @@ from __future__ import annotations
 from .large import Step, train_epochs
 
 
-def train_epoch_many(X, y, rows, coef, b, batch_size, x_scale, weight_decays, kind, lrs, total_steps, start_step):
+def train_epoch_many(X, y, rows, coef, b, batch_size, x_scale, weight_decays, kind, lrs, total_steps, start_step,
+                     sample_weight):
     """Backend.train_epoch_many: per batch, large.Gradient's sums for the m models side by side, then
     one step launch for all of them."""
     m, k, d = coef.shape
     wall, ball = coef.reshape(m * k, d), b.reshape(m * k)
     step = Step(wall, m, lrs, weight_decays, kind, total_steps, start_step)
-    return train_epochs(X, y, rows, wall, ball, batch_size, x_scale, step)
+    return train_epochs(X, y, rows, wall, ball, batch_size, x_scale, sample_weight, step)
