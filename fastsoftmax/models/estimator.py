@@ -38,7 +38,7 @@ from .inputs import (
     x_scale,
 )
 from .labels import checked_row_weights, encode, fit_classes
-from .standardize import Standardization, mean_square_norm, moments
+from .standardize import Standardization, auto_rate, moments
 from .weights import HostWeights, set_weights
 
 __all__ = ["FORMAT", "SoftmaxRegression", "TrainingDivergedError"]
@@ -58,12 +58,6 @@ AUTO_STEPS = 16
 # refine the model rather than overwrite it: at a constant 0.5, test accuracy swung 0.35-0.77 over 10
 # chunks of 1000 Fashion-MNIST images; with the decay it ends at 0.78 (tests/test_defaults.py).
 AUTO_DECAY_ROWS = 1000
-# lr="auto" on a sparse X (columns MaxAbs-scaled): the peak rate is SPARSE_STEP / the rows' mean squared
-# norm. Sparse rows are near-orthogonal, so a step much larger than the dense 0.5 is stable, and rare
-# columns need it: on TF-IDF of Debian's package descriptions (20 sections, mean ||z||^2 2.1-6.3) test
-# accuracy was 0.77-0.78 at 25, 0.80 at 100 and 400 (LogisticRegression: 0.79-0.80); on planted sparse
-# models 0.40 / 0.26 at 100 against LogisticRegression's 0.42 / 0.26. 0.5 itself underfit text (0.54).
-SPARSE_STEP = 100.0
 
 
 class SoftmaxRegression(HostWeights, ClassifierMixin, BaseEstimator):
@@ -235,12 +229,12 @@ class SoftmaxRegression(HostWeights, ClassifierMixin, BaseEstimator):
             raw = np.float64 if X.dtype == np.float64 else COMPUTE_DTYPE  # coef_'s dtype: lbfgs's rule
             (evaluate, publish), scale = standard.around(xp, evaluate, publish, raw), 1.0
         if is_dask(X):  # each chunk loaded (and standardised) again every epoch
-            blocks = dask.fit_blocks(X, y, xp, None if standard is None else standard.apply)
+            blocks, X_fit = dask.fit_blocks(X, y, xp, None if standard is None else standard.apply), None
         else:  # standardised once
             X_fit = X if standard is None else standard.apply(xp, X)
             sw = check_sample_weight(weights, X.shape[0], COMPUTE_DTYPE, xp)  # normalised to mean 1
             blocks = [(X.shape[0], lambda: (X_fit, y, sw))]
-        self.lr_ = (sparse_rate(xp, X_fit) if isinstance(X, CSR) else AUTO_LR) * decay if auto else float(self.lr)
+        self.lr_ = auto_rate(xp, X, X_fit, standard, AUTO_LR) * decay if auto else float(self.lr)
         sgd(xp, blocks, coef[None], b[None], lrs=[self.lr_], weight_decays=[float(self.weight_decay)],
             first_epoch=first_epoch, epochs=epochs, batch_size=self.batch_size_, schedule=schedule,
             seed=int(self.seed), x_scale=scale, evaluate=evaluate,
@@ -252,6 +246,8 @@ class SoftmaxRegression(HostWeights, ClassifierMixin, BaseEstimator):
         """The Standardization of X's moments, or (not refit, and the model has one) the model's."""
         if not refit and getattr(self, "feature_mean_", None) is not None:
             return Standardization(xp.asarray(self.feature_mean_), xp.asarray(self.feature_scale_), scale)
+        if is_dask(X) and dask.sparse_chunks(X):
+            return Standardization.from_peaks(xp, xp.asarray(dask.max_abs(X)), scale)
         if isinstance(X, CSR):
             return Standardization.max_abs(xp, X, scale)
         mean, std = dask.moments(X) if is_dask(X) else moments(xp, X)
@@ -375,11 +371,6 @@ class SoftmaxRegression(HostWeights, ClassifierMixin, BaseEstimator):
         if fields["feature_names"] is not None:  # an object array, as scikit-learn's fit sets it
             model.feature_names_in_ = fields["feature_names"].astype(object)
         return model
-
-
-def sparse_rate(xp, Z):
-    """lr="auto"'s peak rate on a sparse Z of columns scaled to [-1, 1]: SPARSE_STEP / the rows' mean ||z||^2."""
-    return SPARSE_STEP / max(mean_square_norm(xp, Z), 1e-12)
 
 
 def sgd_batch_size(lr, batch_size, rows):

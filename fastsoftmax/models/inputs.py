@@ -26,7 +26,7 @@ from ..ops.validation import (
     check_matrix,
     check_sparse,
 )
-from ..solvers.dask import dask_array
+from ..solvers.dask import dask_array, sparse_chunks
 from .labels import encode
 
 # What validate_data keeps as given; anything else (ints, objects) becomes float64. A sparse X's values:
@@ -151,11 +151,18 @@ def dask_training_data(X, y):
         labels = da.unique(y)
     else:  # labels in memory are found here, not sent to the workers for it
         labels, y = np.unique(y), da.from_array(y, chunks=(X.chunks[0],))
-    finite = da.isfinite(X).all() if X.dtype.kind == "f" else True
+    if sparse_chunks(X):  # scipy.sparse chunks (da.map_blocks(sparse.csr_matrix)): their values
+        finite = dask.delayed(all)([dask.delayed(_finite_values)(c) for c in X.to_delayed().ravel()])
+    else:
+        finite = da.isfinite(X).all() if X.dtype.kind == "f" else True
     labels, finite = dask.compute(labels, finite)
     if not finite:
         raise ValueError("Input X contains NaN or infinity; remove or impute those rows first")
     return X, y, labels
+
+
+def _finite_values(chunk):
+    return bool(np.isfinite(chunk.data).all())
 
 
 def _dask_matrix(da, X):

@@ -43,14 +43,12 @@ from .estimator import (
     AUTO_LR,
     COMPUTE_DTYPE,
     SoftmaxRegression,
-    evaluator,
-    sparse_rate,
     start_fit,
 )
 from .hyperparameters import DEFAULTS, HYPERPARAMETERS
 from .inputs import check_model_size, evaluator, training_data, x_scale
 from .labels import encode, fit_classes
-from .standardize import Standardization, moments
+from .standardize import Standardization, moments, sparse_rate
 from .weights import set_weights
 
 # The default grid: 16 models around the single model's default (lr 0.5, no decay).

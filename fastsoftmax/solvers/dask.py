@@ -19,10 +19,13 @@ import warnings
 
 import numpy as np
 
+from ..arrays import CSR, is_sparse
 from ..ops.dispatch import array_module, resolve_device
+from ..ops.validation import check_sparse
 from .lbfgs import fused_gradient as in_memory_gradient
 
-__all__ = ["accuracy", "dask_array", "fit_blocks", "fused_gradient", "map_rows", "moments", "persist"]
+__all__ = ["accuracy", "dask_array", "fit_blocks", "fused_gradient", "map_rows", "max_abs", "moments", "persist",
+           "sparse_chunks", "square_norm_mean"]
 
 # The chunks' gradient sums are added SUM_EVERY at a time (dask.array's split_every).
 SUM_EVERY = 8
@@ -77,10 +80,22 @@ def _add(*vectors):
     return np.sum(vectors, axis=0)
 
 
+def sparse_chunks(X) -> bool:
+    """True for a Dask array whose chunks are scipy.sparse or cupyx.scipy.sparse matrices."""
+    return is_sparse(getattr(X, "_meta", None))
+
+
+def _on_device(xp, chunk, dtype=None):
+    """A chunk on xp's device: dense as an array, sparse as a CSR triple (values in dtype, where given)."""
+    if is_sparse(chunk):
+        return check_sparse(chunk, "X", xp, dtype)
+    return xp.ascontiguousarray(xp.asarray(chunk))
+
+
 def _chunk_sums(X, y, W, bias, x_scale, device):
     """One chunk's sums of the gradient, of the loss and its hits, as a host float64 vector."""
     xp = array_module(resolve_device(device))
-    means = in_memory_gradient(xp, xp.asarray(X), xp.asarray(y), x_scale, W.dtype)(W, bias)
+    means = in_memory_gradient(xp, _on_device(xp, X, W.dtype), xp.asarray(y), x_scale, W.dtype)(W, bias)
     sums = means.astype(np.float64)
     sums[:-1] *= X.shape[0]
     return sums
@@ -93,15 +108,41 @@ def moments(X):
     return dask.compute(X.mean(axis=0, dtype=np.float64), X.std(axis=0, dtype=np.float64))
 
 
-def fit_blocks(X, y, xp, transform=None):
+def max_abs(X):
+    """Each column's largest magnitude over a Dask X of sparse chunks: a host float64 (d,) array, one pass."""
+    import dask
+
+    def chunk_peak(chunk):
+        return np.asarray(abs(chunk).max(axis=0).todense(), np.float64).ravel()
+
+    return np.max(dask.compute(*[dask.delayed(chunk_peak)(c) for c in X.to_delayed().ravel()]), axis=0)
+
+
+def square_norm_mean(X, transform):
+    """The mean over a Dask X's rows (sparse chunks) of ||transform(numpy, chunk)'s row||^2, one pass."""
+    import dask
+
+    def chunk_sum(chunk):
+        values = transform(np, check_sparse(chunk, "X", np)).data.astype(np.float64)
+        return float((values * values).sum())
+
+    return sum(dask.compute(*[dask.delayed(chunk_sum)(c) for c in X.to_delayed().ravel()])) / X.shape[0]
+
+
+def fit_blocks(X, y, xp, transform=None, dtype=np.float32):
     """sgd.sgd's blocks: each chunk's (rows, load), load() computing that chunk onto xp's device
-    (and its X through transform(xp, X), where given)."""
+    (and its X through transform(xp, X), where given; a sparse chunk as a CSR of dtype values)."""
     import dask
 
     def loader(xb, yb):
         def load():
-            X_chunk, y_chunk = (xp.ascontiguousarray(xp.asarray(a)) for a in dask.compute(xb, yb))
-            return (X_chunk if transform is None else transform(xp, X_chunk)), y_chunk, None
+            X_chunk, y_chunk = dask.compute(xb, yb)
+            X_chunk, y_chunk = _on_device(xp, X_chunk), xp.ascontiguousarray(xp.asarray(y_chunk))
+            if transform is not None:
+                X_chunk = transform(xp, X_chunk)
+            elif isinstance(X_chunk, CSR):
+                X_chunk = check_sparse(X_chunk, "X", xp, dtype)
+            return X_chunk, y_chunk, None
         return load
 
     return [(rows, loader(xb, yb)) for rows, xb, yb in zip(X.chunks[0], X.to_delayed().ravel(),
