@@ -1,4 +1,5 @@
-"""Dask arrays of scipy.sparse chunks (as da.map_blocks(sparse.csr_matrix) makes them) with both solvers."""
+"""Dask arrays of scipy.sparse chunks (as da.map_blocks(sparse.csr_matrix) makes them) with both solvers,
+and sample and class weights on Dask chunks."""
 
 import numpy as np
 import pytest
@@ -42,3 +43,22 @@ def test_bad_values_in_a_sparse_chunk_are_named():
     Xd = da.from_array(X.toarray(), chunks=(200, 300)).map_blocks(sp.csr_matrix)
     with pytest.raises(ValueError, match="NaN or infinity"):
         fs.SoftmaxRegression().fit(Xd, y)
+
+
+@pytest.mark.parametrize("class_weight", [None, "balanced"])
+def test_weights_on_dask_chunks_match_weights_in_memory(class_weight):
+    """lbfgs on chunks with sample_weight (a Dask array or a NumPy one) and class_weight: the in-memory
+    fit's coefficients; one chunk of all-zero weights adds nothing."""
+    X, y, Xd, yd = problem(seed=3)
+    w = np.random.default_rng(0).random(len(y)) * 2
+    w[:200] = 0
+    params = dict(solver="lbfgs", tol=1e-8, max_iter=300, class_weight=class_weight)
+    whole = fs.SoftmaxRegression(**params).fit(X, y, sample_weight=w)
+    dense = da.from_array(X.toarray(), chunks=(150, X.shape[1]))  # dense chunks take weights alike
+    for chunks, weights in ((Xd, w), (Xd, da.from_array(w, chunks=150)), (dense, w)):
+        chunked = fs.SoftmaxRegression(**params).fit(chunks, yd, sample_weight=weights)
+        np.testing.assert_allclose(chunked.coef_, whole.coef_, rtol=1e-6, atol=1e-9)
+    sgd = fs.SoftmaxRegression(epochs=3, class_weight=class_weight).fit(Xd, yd, sample_weight=w)
+    assert np.isfinite(sgd.coef_).all() and sgd.score(Xd, yd, sample_weight=w) > 0.5
+    with pytest.raises(ValueError, match="negative"):
+        fs.SoftmaxRegression().fit(Xd, yd, sample_weight=-w)

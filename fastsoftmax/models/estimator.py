@@ -170,8 +170,11 @@ class SoftmaxRegression(HostWeights, ClassifierMixin, BaseEstimator):
         coef, b = xp.array(self.coef_, dtype=dtype, order="C"), xp.array(self.intercept_, dtype=dtype)
         X = check_sparse(X, "X", xp, dtype) if isinstance(X, CSR) else X  # a CSR's values in the compute dtype
         X, scale = ops.scaled_first(X, x_scale(self.input_scale_, X))  # float X near its dtype's largest
-        gradient = (dask.fused_gradient(X, y, scale, dtype, device) if is_dask(X)
-                    else lbfgs.fused_gradient(xp, X, y, scale, dtype, weights))
+        if is_dask(X):  # the chunks' weights normalised to mean 1 over all the rows
+            sw = check_sample_weight(weights, X.shape[0], np.float64, dask.dask_array())
+            gradient = dask.fused_gradient(X, y, scale, dtype, device, sw)
+        else:
+            gradient = lbfgs.fused_gradient(xp, X, y, scale, dtype, weights)
         self.n_iter_ = lbfgs.lbfgs(xp, gradient, X.shape[0], coef, b, C=float(self.C), tol=float(self.tol),
                                    max_iter=int(self.max_iter), evaluate=evaluate, publish=publish,
                                    weight_sum=None if weights is None else float(weights.sum()))
@@ -229,7 +232,9 @@ class SoftmaxRegression(HostWeights, ClassifierMixin, BaseEstimator):
             raw = np.float64 if X.dtype == np.float64 else COMPUTE_DTYPE  # coef_'s dtype: lbfgs's rule
             (evaluate, publish), scale = standard.around(xp, evaluate, publish, raw), 1.0
         if is_dask(X):  # each chunk loaded (and standardised) again every epoch
-            blocks, X_fit = dask.fit_blocks(X, y, xp, None if standard is None else standard.apply), None
+            sw = check_sample_weight(weights, X.shape[0], COMPUTE_DTYPE, dask.dask_array())  # lazy, mean 1
+            blocks, X_fit = dask.fit_blocks(X, y, xp, None if standard is None else standard.apply,
+                                            sample_weight=sw), None
         else:  # standardised once
             X_fit = X if standard is None else standard.apply(xp, X)
             sw = check_sample_weight(weights, X.shape[0], COMPUTE_DTYPE, xp)  # normalised to mean 1

@@ -12,7 +12,7 @@ from ..arrays import device_of, is_dask, to_numpy
 from ..io.modelfile import LABEL_KINDS, MAX_CLASSES
 from ..ops.dispatch import array_module
 from ..ops.validation import check_sample_weight
-from ..solvers.dask import persist
+from ..solvers.dask import dask_array, persist
 
 
 def as_classes(classes, seen=False):
@@ -160,9 +160,15 @@ def checked_row_weights(class_weight, classes_, X, y, sample_weight, xp, partial
     if partial and isinstance(class_weight, str):  # as SGDClassifier: one call's counts are not y's
         raise ValueError("class_weight='balanced' needs every label at once: partial_fit takes a dict of "
                          "class weights, or sample_weight")
-    if is_dask(X) and (sample_weight is not None or class_weight is not None):
-        raise NotImplementedError("sample_weight and class_weight are not supported with Dask arrays yet")
+    if is_dask(X):  # lazily, on y's chunks
+        xp = dask_array()
+        if is_dask(sample_weight) and sample_weight.shape == y.shape:
+            sample_weight = sample_weight.rechunk(y.chunks)
+        elif sample_weight is not None and np.shape(sample_weight) == y.shape:
+            sample_weight = xp.from_array(np.asarray(sample_weight), chunks=y.chunks)
     weights = row_weights(class_weight, classes_, y, sample_weight, xp)
+    if is_dask(weights):
+        weights = persist(weights.rechunk(y.chunks))
     if weights is not None:
         check_sample_weight(weights, X.shape[0], np.float64, xp)
     return weights

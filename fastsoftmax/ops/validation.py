@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..arrays import CSR, is_sparse
+from ..arrays import CSR, is_dask, is_sparse
 from ..reference.schedules import SCHEDULES
 
 FEATURE_DTYPES = (np.uint8, np.float32, np.float64)
@@ -77,7 +77,8 @@ def check_features(X, name, xp, dtypes=FEATURE_DTYPES):
 
 def check_sample_weight(sample_weight, n_rows, dtype, xp):
     """None, or the rows' weights as a C-contiguous (n_rows,) array of dtype, normalised to mean 1 (the
-    kernels' convention: they divide by the rows counted); a number weighs every row alike."""
+    kernels' convention: they divide by the rows counted); a number weighs every row alike. A Dask
+    sample_weight (xp: dask.array) stays lazy: its checks compute it, and it is returned lazy."""
     if sample_weight is None:
         return None
     w = xp.asarray(sample_weight)
@@ -94,7 +95,8 @@ def check_sample_weight(sample_weight, n_rows, dtype, xp):
     total = float(w.sum())
     if total <= 0:
         raise ValueError("sample_weight is zero for every row: at least one row must have a positive weight")
-    return xp.ascontiguousarray(w * (n_rows / total), dtype=dtype)
+    w = w * (n_rows / total)
+    return w.astype(dtype) if is_dask(w) else xp.ascontiguousarray(w, dtype=dtype)
 
 
 def check_weights(W, b, n_features, xp):

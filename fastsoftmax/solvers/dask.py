@@ -49,8 +49,9 @@ def persist(a):
         return a.persist()
 
 
-def fused_gradient(X, y, x_scale, dtype, device):
-    """gradient(W, bias) for lbfgs.lbfgs over a Dask X and its encoded y: one pass over the chunks.
+def fused_gradient(X, y, x_scale, dtype, device, sample_weight=None):
+    """gradient(W, bias) for lbfgs.lbfgs over a Dask X and its encoded y: one pass over the chunks (of
+    the weighted mean loss with sample_weight, a Dask array on y's chunks normalised to mean 1).
 
     Each chunk's task runs the fused kernel on `device` (a NumPy chunk moves to
     the worker's GPU for "cuda") and returns the host float64 vector of its
@@ -60,13 +61,14 @@ def fused_gradient(X, y, x_scale, dtype, device):
     """
     import dask
 
-    pairs = list(zip(X.to_delayed().ravel(), y.to_delayed().ravel()))
+    rows = [None] * len(X.chunks[0]) if sample_weight is None else sample_weight.to_delayed().ravel()
+    pairs = list(zip(X.to_delayed().ravel(), y.to_delayed().ravel(), rows))
     chunk_sums, add = dask.delayed(_chunk_sums, pure=True), dask.delayed(_add, pure=True)
     n = X.shape[0]
 
     def gradient(W, bias):
         weights = dask.delayed(W.astype(dtype)), dask.delayed(bias.astype(dtype))
-        sums = [chunk_sums(xb, yb, *weights, x_scale, device) for xb, yb in pairs]
+        sums = [chunk_sums(xb, yb, wb, *weights, x_scale, device) for xb, yb, wb in pairs]
         while len(sums) > 1:
             sums = [add(*sums[i:i + SUM_EVERY]) for i in range(0, len(sums), SUM_EVERY)]
         total = sums[0].compute(optimize_graph=False)  # the chunks' tasks were optimised by to_delayed
@@ -92,12 +94,15 @@ def _on_device(xp, chunk, dtype=None):
     return xp.ascontiguousarray(xp.asarray(chunk))
 
 
-def _chunk_sums(X, y, W, bias, x_scale, device):
-    """One chunk's sums of the gradient, of the loss and its hits, as a host float64 vector."""
+def _chunk_sums(X, y, w, W, bias, x_scale, device):
+    """One chunk's sums of the gradient, of the loss (each row's times its weight in w, None: 1) and its
+    hits, as a host float64 vector."""
     xp = array_module(resolve_device(device))
-    means = in_memory_gradient(xp, _on_device(xp, X, W.dtype), xp.asarray(y), x_scale, W.dtype)(W, bias)
+    total = X.shape[0] if w is None else float(np.sum(w))  # the kernels' weighted mean, times this
+    weights = None if w is None or total == 0 else xp.asarray(w)
+    means = in_memory_gradient(xp, _on_device(xp, X, W.dtype), xp.asarray(y), x_scale, W.dtype, weights)(W, bias)
     sums = means.astype(np.float64)
-    sums[:-1] *= X.shape[0]
+    sums[:-1] *= total
     return sums
 
 
@@ -129,24 +134,26 @@ def square_norm_mean(X, transform):
     return sum(dask.compute(*[dask.delayed(chunk_sum)(c) for c in X.to_delayed().ravel()])) / X.shape[0]
 
 
-def fit_blocks(X, y, xp, transform=None, dtype=np.float32):
+def fit_blocks(X, y, xp, transform=None, dtype=np.float32, sample_weight=None):
     """sgd.sgd's blocks: each chunk's (rows, load), load() computing that chunk onto xp's device
-    (and its X through transform(xp, X), where given; a sparse chunk as a CSR of dtype values)."""
+    (and its X through transform(xp, X), where given; a sparse chunk as a CSR of dtype values), with
+    its rows' weights (sample_weight: None, or a Dask array on y's chunks normalised to mean 1)."""
     import dask
 
-    def loader(xb, yb):
+    def loader(xb, yb, wb):
         def load():
-            X_chunk, y_chunk = dask.compute(xb, yb)
+            X_chunk, y_chunk, w_chunk = dask.compute(xb, yb, wb)
             X_chunk, y_chunk = _on_device(xp, X_chunk), xp.ascontiguousarray(xp.asarray(y_chunk))
             if transform is not None:
                 X_chunk = transform(xp, X_chunk)
             elif isinstance(X_chunk, CSR):
                 X_chunk = check_sparse(X_chunk, "X", xp, dtype)
-            return X_chunk, y_chunk, None
+            return X_chunk, y_chunk, None if w_chunk is None else xp.asarray(w_chunk, dtype=dtype)
         return load
 
-    return [(rows, loader(xb, yb)) for rows, xb, yb in zip(X.chunks[0], X.to_delayed().ravel(),
-                                                           y.to_delayed().ravel())]
+    weights = [None] * len(X.chunks[0]) if sample_weight is None else sample_weight.to_delayed().ravel()
+    return [(rows, loader(xb, yb, wb)) for rows, xb, yb, wb in zip(X.chunks[0], X.to_delayed().ravel(),
+                                                                   y.to_delayed().ravel(), weights)]
 
 
 def map_rows(method, X, columns, dtype):
