@@ -248,7 +248,7 @@ def test_outputs_that_are_one_file_or_an_input_are_refused_before_loading(capsys
 
     before = {p: p.read_bytes() for p in data_dir.iterdir()}
     cases = outputs_apart_cases(data_dir, tmp_path)
-    monkeypatch.setattr("fastsoftmax.cli.train.load_dataset", never)
+    monkeypatch.setattr("fastsoftmax.cli.data.load_dataset", never)
     monkeypatch.setattr(fs.SoftmaxRegression, "load", never)  # --resume's model: refused before it is read too
     for flags, message in cases:
         code, out, err = train(capsys, "--data-dir", str(data_dir), "--device", "cpu", "--epochs", "1", *flags)
@@ -332,7 +332,7 @@ def test_interrupted_names_a_checkpoint_only_once_one_is_written(capsys, data_di
         raise KeyboardInterrupt
 
     with monkeypatch.context() as m:
-        m.setattr("fastsoftmax.cli.train.load_dataset", interrupt)
+        m.setattr("fastsoftmax.cli.data.load_dataset", interrupt)
         code, _, err = train(capsys, "--data-dir", str(data_dir), "--save", str(tmp_path / "m.npz"))
     assert code == 130 and err.strip().endswith("interrupted") and "m.npz" not in err
 
