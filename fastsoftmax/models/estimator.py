@@ -251,9 +251,7 @@ class SoftmaxRegression(HostWeights, ClassifierMixin, BaseEstimator):
         """The Standardization of X's moments, or (not refit, and the model has one) the model's."""
         if not refit and getattr(self, "feature_mean_", None) is not None:
             return Standardization(xp.asarray(self.feature_mean_), xp.asarray(self.feature_scale_), scale)
-        if is_dask(X) and dask.sparse_chunks(X):
-            return Standardization.from_peaks(xp, xp.asarray(dask.max_abs(X)), scale)
-        if isinstance(X, CSR):
+        if isinstance(X, CSR) or is_dask(X) and dask.sparse_chunks(X):
             return Standardization.max_abs(xp, X, scale)
         mean, std = dask.moments(X) if is_dask(X) else moments(xp, X)
         return Standardization.from_moments(xp, mean, std, scale, X.dtype)

@@ -21,7 +21,6 @@ from ..io.modelfile import BY_DTYPE, MAX_CLASSES, MAX_MODEL_BYTES
 from ..ops.dispatch import array_module
 from ..ops.validation import (
     FEATURE_DTYPES,
-    WEIGHT_DTYPES,
     check_finite,
     check_matrix,
     check_sparse,
@@ -29,10 +28,8 @@ from ..ops.validation import (
 from ..solvers.dask import dask_array, sparse_chunks
 from .labels import encode
 
-# What validate_data keeps as given; anything else (ints, objects) becomes float64. A sparse X's values:
-# float32 and float64.
+# What validate_data keeps as given; anything else (ints, objects) becomes float64.
 HOST_DTYPES = [np.float64, np.float32, np.uint8]
-SPARSE_DTYPES = list(WEIGHT_DTYPES)
 
 
 def auto_input_scale(X) -> float:
@@ -59,7 +56,7 @@ def host_matrix(X, name, xp, validate):
     check_array), on xp's device: dense as it comes back, sparse as a CSR triple."""
     X = validate(X, dtype=HOST_DTYPES, order="C", accept_sparse="csr")
     if is_sparse(X):
-        return check_sparse(X if X.dtype in SPARSE_DTYPES else X.astype(np.float64), name, xp)
+        return check_sparse(X, name, xp)  # float32/float64 values kept, other numbers as float64
     return xp.asarray(X)
 
 

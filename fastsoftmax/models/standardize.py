@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..arrays import CSR, is_dask
-from ..solvers.dask import sparse_chunks, square_norm_mean
+from ..solvers.dask import chunk_results, sparse_chunks
 
 __all__ = ["Standardization", "moments"]
 
@@ -81,16 +81,12 @@ class Standardization:
 
     @classmethod
     def max_abs(cls, xp, X, x_scale):
-        """A CSR X's scaling: each column divided by its largest magnitude (an all-zero column by 1), not centred."""
-        peak = xp.zeros(X.shape[1])
-        for lo in range(0, X.data.shape[0], CHUNK_BYTES // 8):
-            _scatter_max(xp, peak, X.indices[lo : lo + CHUNK_BYTES // 8],
-                         xp.abs(X.data[lo : lo + CHUNK_BYTES // 8]).astype(xp.float64))
-        return cls.from_peaks(xp, peak, x_scale)
-
-    @classmethod
-    def from_peaks(cls, xp, peak, x_scale):
-        """From each column's largest magnitude (float64 (d,) of xp): scaled by its inverse, not centred."""
+        """A sparse X's scaling (a CSR, or a Dask X of sparse chunks, a pass over them): each column divided
+        by its largest magnitude (an all-zero column by 1), not centred."""
+        if is_dask(X):
+            peak = xp.asarray(np.max(chunk_results(X, lambda chunk: column_peaks(np, chunk)), axis=0))
+        else:
+            peak = column_peaks(xp, X)
         return cls(xp.zeros(peak.shape[0]), 1.0 / xp.where(peak > 0, peak, 1.0), float(x_scale))
 
     @classmethod
@@ -152,23 +148,36 @@ def _scatter_max(xp, out, at, values):
     cupyx.scatter_max(out, at, values)
 
 
-def mean_square_norm(xp, Z):
-    """The mean over a CSR Z's rows of their squared norm, ||z||^2, by chunks of its values."""
+def column_peaks(xp, X):
+    """Each column's largest magnitude over a CSR X: a float64 (d,) array of xp, by chunks of its values."""
+    peak, step = xp.zeros(X.shape[1]), CHUNK_BYTES // 8
+    for lo in range(0, X.data.shape[0], step):
+        _scatter_max(xp, peak, X.indices[lo : lo + step], xp.abs(X.data[lo : lo + step]).astype(xp.float64))
+    return peak
+
+
+def square_sum(xp, Z):
+    """The sum of a CSR Z's squared values (its rows' ||z||^2, added), by chunks of its values."""
     step, total = CHUNK_BYTES // 8, 0.0
     for lo in range(0, Z.data.shape[0], step):
         values = Z.data[lo : lo + step].astype(xp.float64)
         total += float((values * values).sum())
-    return total / Z.shape[0]
+    return total
 
 
-def sparse_rate(xp, Z):
-    """lr="auto"'s peak rate on a sparse Z of columns scaled to [-1, 1]: SPARSE_STEP / the rows' mean ||z||^2."""
-    return SPARSE_STEP / max(mean_square_norm(xp, Z), 1e-12)
+def sparse_rate(xp, Z, standard=None):
+    """lr="auto"'s peak rate on a sparse Z of columns scaled to [-1, 1]: SPARSE_STEP / the rows' mean
+    ||z||^2. Z: a CSR, or a Dask X of sparse chunks that standard scales as each loads (a pass over them)."""
+    if is_dask(Z):
+        total = sum(chunk_results(Z, lambda chunk: square_sum(np, standard.apply(np, chunk))))
+    else:
+        total = square_sum(xp, Z)
+    return SPARSE_STEP / max(total / Z.shape[0], 1e-12)
 
 
 def auto_rate(xp, X, X_fit, standard, dense_rate):
-    """lr="auto"'s peak rate: dense_rate, or on a sparse X (in memory as X_fit, scaled, or a Dask X of
-    sparse chunks, scaled as each loads by standard) sparse_rate of the rows as trained on."""
+    """lr="auto"'s peak rate: dense_rate, or on a sparse X (in memory as X_fit, scaled; or a Dask X of
+    sparse chunks) sparse_rate of the rows as trained on."""
     if is_dask(X) and sparse_chunks(X):
-        return SPARSE_STEP / max(square_norm_mean(X, standard.apply), 1e-12)
+        return sparse_rate(xp, X, standard)
     return sparse_rate(xp, X_fit) if isinstance(X, CSR) else dense_rate

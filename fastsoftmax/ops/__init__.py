@@ -36,7 +36,7 @@ from .validation import (
     STEP,
     STEPS,
     WEIGHT_DTYPES,
-    check_features,
+    check_any_matrix,
     check_labels,
     check_matrix,
     check_rows,
@@ -66,7 +66,7 @@ def scaled_first(X, x_scale):
 
 
 def _linear_inputs(X, W, b, x_scale, xp):
-    X = check_features(X, "X", xp)
+    X = check_any_matrix(X, "X", xp)
     coef, b = check_weights(W, b, X.shape[1], xp)
     X = check_sparse(X, "X", xp, coef.dtype) if isinstance(X, CSR) else X  # its values in W's dtype
     X, x_scale = scaled_first(X, check_scale(x_scale))
@@ -106,20 +106,15 @@ def softmax_cross_entropy(logits, y):
     return backend.softmax_cross_entropy(logits, y)
 
 
-def linear_softmax_cross_entropy(X, W, b, y, *, x_scale=1.0, sample_weight=None, check_input=True):
+def linear_softmax_cross_entropy(X, W, b, y, *, x_scale=1.0, sample_weight=None):
     """The fused training kernel: (loss, correct, dW, db) of the mean cross-entropy.
 
     Reads X once; loss and correct (rows whose argmax equals y, unweighted) are
     0-d arrays, so a GPU caller never has to wait for them. sample_weight (n,):
     the loss is the weighted mean sum(w_i loss_i) / sum(w), and dW, db its
-    gradient; weights must be >= 0 with a positive sum. Trusted callers
-    (check_input=False) pass X checked (a sparse X as check_sparse's CSR in W's
-    dtype), W as coef.T, and sample_weight as check_sample_weight returns it.
+    gradient; weights must be >= 0 with a positive sum.
     """
     xp, backend = backend_of(X, W, b, y)
-    if not check_input:
-        loss, correct, dcoef, db = backend.linear_softmax_cross_entropy(X, W.T, b, y, x_scale, sample_weight)
-        return loss, correct, dcoef.T, db
     X, coef, b, x_scale = _linear_inputs(X, W, b, x_scale, xp)
     y = check_labels(y, X.shape[0], coef.shape[0], xp)
     sample_weight = check_sample_weight(sample_weight, X.shape[0], coef.dtype, xp)
@@ -181,7 +176,7 @@ def train_epoch(X, y, W, b, *, batch_size, lr, rows=None, seed=None, epoch=0, sc
 def _checked_train_epoch(xp, X, y, W, b, batch_size, lr, rows, seed, epoch, schedule, total_steps, start_step,
                          weight_decay, x_scale, sample_weight, workspace):
     _check_in_place(xp, W, b, "train_epoch")
-    X = check_features(X, "X", xp)
+    X = check_any_matrix(X, "X", xp)
     coef, bias = check_weights(W, b, X.shape[1], xp)  # copies only where the layout or dtype needs it
     X, y, sample_weight = _rows_of(xp, X, y, sample_weight, coef.dtype, coef.shape[0])
     POSITIVE_NUMBER.check("lr", lr)
@@ -274,7 +269,7 @@ def train_epoch_many(X, y, W, b, *, batch_size, lrs, weight_decays=None, rows=No
 def _checked_train_epoch_many(xp, X, y, W, b, batch_size, lrs, weight_decays, rows, seed, epoch, schedule,
                               total_steps, start_step, x_scale, sample_weight, workspace):
     _check_in_place(xp, W, b, "train_epoch_many")
-    X = check_features(X, "X", xp)
+    X = check_any_matrix(X, "X", xp)
     if W.ndim != 3 or W.shape[0] < 1 or b.shape != (W.shape[0], W.shape[-1]):
         raise ValueError(f"W must have shape (models, n_features, n_classes) and b (models, n_classes), got "
                          f"W {W.shape} and b {b.shape}")

@@ -70,9 +70,9 @@ def check_sparse(X, name, xp, dtype=None):
     return CSR(data, indices, indptr, (n, d))
 
 
-def check_features(X, name, xp, dtypes=FEATURE_DTYPES):
-    """check_matrix for a dense X, check_sparse (values as given) for a sparse one."""
-    return check_sparse(X, name, xp) if is_sparse(X) else check_matrix(X, name, xp, dtypes)
+def check_any_matrix(X, name, xp):
+    """check_matrix (a feature dtype) for a dense X, check_sparse (values as given) for a sparse one."""
+    return check_sparse(X, name, xp) if is_sparse(X) else check_matrix(X, name, xp, FEATURE_DTYPES)
 
 
 def check_sample_weight(sample_weight, n_rows, dtype, xp):

@@ -24,8 +24,8 @@ from ..ops.dispatch import array_module, resolve_device
 from ..ops.validation import check_sparse
 from .lbfgs import fused_gradient as in_memory_gradient
 
-__all__ = ["accuracy", "dask_array", "fit_blocks", "fused_gradient", "map_rows", "max_abs", "moments", "persist",
-           "sparse_chunks", "square_norm_mean"]
+__all__ = ["accuracy", "chunk_results", "dask_array", "fit_blocks", "fused_gradient", "map_rows", "moments",
+           "persist", "sparse_chunks"]
 
 # The chunks' gradient sums are added SUM_EVERY at a time (dask.array's split_every).
 SUM_EVERY = 8
@@ -113,25 +113,15 @@ def moments(X):
     return dask.compute(X.mean(axis=0, dtype=np.float64), X.std(axis=0, dtype=np.float64))
 
 
-def max_abs(X):
-    """Each column's largest magnitude over a Dask X of sparse chunks: a host float64 (d,) array, one pass."""
+def chunk_results(X, f):
+    """[f(chunk) for each of a Dask X's row chunks], computed where they lie in one pass; f takes a chunk
+    on the host (a sparse one as a CSR triple)."""
     import dask
 
-    def chunk_peak(chunk):
-        return np.asarray(abs(chunk).max(axis=0).todense(), np.float64).ravel()
+    def result(chunk):
+        return f(_on_device(np, chunk))
 
-    return np.max(dask.compute(*[dask.delayed(chunk_peak)(c) for c in X.to_delayed().ravel()]), axis=0)
-
-
-def square_norm_mean(X, transform):
-    """The mean over a Dask X's rows (sparse chunks) of ||transform(numpy, chunk)'s row||^2, one pass."""
-    import dask
-
-    def chunk_sum(chunk):
-        values = transform(np, check_sparse(chunk, "X", np)).data.astype(np.float64)
-        return float((values * values).sum())
-
-    return sum(dask.compute(*[dask.delayed(chunk_sum)(c) for c in X.to_delayed().ravel()])) / X.shape[0]
+    return list(dask.compute(*[dask.delayed(result)(c) for c in X.to_delayed().ravel()]))
 
 
 def fit_blocks(X, y, xp, transform=None, dtype=np.float32, sample_weight=None):
