@@ -9,7 +9,11 @@
 //    slot of `part`                                      (the gradient; the
 //    host then takes dW = G^T @ X_chunk with cuBLAS and db = sum of G's rows),
 //    by segments of k columns: a sweep's models side by side (kernels/sweep.cu)
-// Reference: linear_softmax and linear_softmax_cross_entropy in
+//  - hessian_rows: [z | u] (the logits at W and along a direction V, both from
+//    one cuBLAS product) -> r = w (p * u - p (p . u)), p = softmax(z): the rows
+//    of a Hessian-vector product (fastsoftmax/backends/cuda/hessian.py, and
+//    sparse.py's, which sums [z | u] from X's non-zeros)
+// Reference: linear_softmax, linear_softmax_cross_entropy and linear_softmax_hessian_product in
 // fastsoftmax/reference/kernels.py; the whole path is tested against them in
 // tests/test_cuda_large.py. CPU twin: fastsoftmax/backends/cpu/large.py, with
 // sgemm for the products and the same fused pass in Numba.
@@ -74,6 +78,35 @@ softmax_rows_gradient(T* __restrict__ z, const T* __restrict__ b, T x_scale, int
                 sums[2 * g] += loss;
                 sums[2 * g + 1] += T(hit);
             }
+        }
+    }
+}
+
+// zu (nrows, 2k) T: row r holds the unscaled logits z at W and u along the
+// direction; g (nrows, k) gets g[r] = w (p * v - p (p . v)), p = softmax(x_scale
+// z + b), v = x_scale u + vb, w = sample_weight[first + r] (1 when null): the
+// logits' Hessian of the row's weighted loss times v. p . v is summed by the
+// lanes, then combined by xor shuffles in a fixed order (every lane the same bits).
+template <typename T>
+__global__ void __launch_bounds__(THREADS)
+hessian_rows(const T* __restrict__ zu, const T* __restrict__ b, const T* __restrict__ vb, T x_scale, int k,
+             int nrows, const T* __restrict__ sample_weight, long long first, T* __restrict__ g) {
+    using namespace softmax_rows_tile;
+    const int lane = threadIdx.x % WARP;
+    for (long long row = (long long)blockIdx.x * ROWS + threadIdx.x / WARP; row < nrows;
+         row += (long long)gridDim.x * ROWS) {
+        const T* zr = zu + row * 2 * k;
+        const T* ur = zr + k;
+        const WarpRowSoftmax<T> s(zr, b, x_scale, k, lane);
+        T pv = T(0);
+        for (int c = lane; c < k; c += WARP) pv += s.prob(x_scale * zr[c] + b[c]) * (x_scale * ur[c] + vb[c]);
+#pragma unroll
+        for (int off = WARP / 2; off > 0; off /= 2) pv += __shfl_xor_sync(FULL_MASK, pv, off);
+        const T w = row_weight(sample_weight, first + row);
+        T* gr = g + row * k;
+        for (int c = lane; c < k; c += WARP) {
+            const T v = x_scale * ur[c] + vb[c];
+            gr[c] = w * s.prob(x_scale * zr[c] + b[c]) * (v - pv);
         }
     }
 }

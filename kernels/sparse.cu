@@ -26,6 +26,9 @@
 // into dV (d, width), kept zero between steps, and sparse_apply then adds the
 // rows of dV the batch touched into V, and db into b, zeroing them again.
 //
+// A Hessian-vector product (fastsoftmax/backends/cuda/sparse.py) reuses sparse_logits, at the weights and
+// the direction side by side, and sparse_scatter, with softmax_rows.cu's hessian_rows in between.
+//
 // plan: three values per model g, in T: plan[3 g] multiplies a row's sums of
 // value * V (x_scale times the model's lazy scale s), plan[3 g + 1] is the
 // scatter's c and plan[3 g + 2] the bias's c'.

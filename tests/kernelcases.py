@@ -73,6 +73,22 @@ def check_all_kernels(xp, X, W, b, y, x_scale):
     assert_close(dlogits, r_dlogits, w_dtype)
 
     assert fs.accuracy(xp.asarray(logits), yd) == ref.accuracy(logits, y)
+    check_hessian_product(xp, Xd, X, W, b, x_scale)
+
+
+def check_hessian_product(xp, Xd, dense, W, b, x_scale, sample_weight=None):
+    """linear_softmax_hessian_product on Xd (dense's copy on xp's device) along a random direction, with
+    and without row weights, against the reference on dense."""
+    rng = np.random.default_rng(W.shape[0])
+    V, vb = rng.standard_normal(W.shape).astype(W.dtype), rng.standard_normal(b.shape).astype(W.dtype)
+    weights = rng.random(dense.shape[0]) + 0.1 if sample_weight is None else sample_weight
+    for w in (None, weights):
+        HV, hb = fs.linear_softmax_hessian_product(Xd, *on(xp, W, b, V, vb), x_scale=x_scale,
+                                                   sample_weight=None if w is None else xp.asarray(w))
+        r_HV, r_hb = ref.linear_softmax_hessian_product(dense, W, b, V, vb, x_scale=x_scale, sample_weight=w)
+        assert type(HV) is type(xp.asarray(W)) and HV.dtype == W.dtype and hb.dtype == W.dtype
+        assert_close(HV, r_HV, W.dtype.type)
+        assert_close(hb, r_hb, W.dtype.type)
 
 
 def fit_on_both_devices(cp, X, y, eval_set=None, **params):
@@ -147,3 +163,4 @@ def check_sparse_kernels(xp, X, W, b, y, sample_weight, x_scale=1.0):
         assert_close(dW, r_dW, w_dtype)
         assert_close(db, r_db, w_dtype)
         assert abs(int(correct) - r_correct) <= (0 if w_dtype == np.float64 else 1)
+    check_hessian_product(xp, Xs, dense, W, b, x_scale, sample_weight)

@@ -164,9 +164,13 @@ def test_format_2_files_keep_their_by_dtype_meaning(tmp_path):
 
 
 @pytest.mark.parametrize("params, match", [
-    (dict(solver="sgd", C=0.5), "C=0.5 is the lbfgs penalty"),
+    (dict(solver="sgd", C=0.5), "C=0.5 is the penalty of lbfgs and newton-cg"),
     (dict(solver="lbfgs", weight_decay=0.1), "weight_decay=0.1 is the sgd penalty"),
-    (dict(solver="newton"), "solver must be one of sgd, lbfgs"),
+    (dict(solver="newton-cg", weight_decay=0.1), "weight_decay=0.1 is the sgd penalty; solver='newton-cg' takes C"),
+    (dict(solver="sgd", fit_intercept=False), "fit_intercept=False needs solver='lbfgs' or 'newton-cg'"),
+    (dict(solver="newton"), "solver must be one of sgd, lbfgs, newton-cg"),
+    (dict(solver="lbfgs", C=-np.inf), "C must be a positive number or inf"),
+    (dict(verbose=-1), "verbose must be an integer >= 0"),
     (dict(input_scale="pixels"), "input_scale must be 'auto' or a positive finite number"),
     (dict(tol=0.0), "tol must be a positive finite number"),
 ])

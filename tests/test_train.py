@@ -537,8 +537,9 @@ def test_lbfgs_prints_progress_and_saves_the_result(capsys, data_dir, tmp_path):
     assert status == 1 and "an lbfgs run cannot be resumed" in err
 
 
-def test_lbfgs_ctrl_c_saves_the_last_iterate(capsys, data_dir, tmp_path, monkeypatch):
-    from fastsoftmax.solvers import lbfgs as solvers
+@pytest.mark.parametrize("solver", ["lbfgs", "newton-cg"])
+def test_full_batch_ctrl_c_saves_the_last_iterate(capsys, data_dir, tmp_path, monkeypatch, solver):
+    from fastsoftmax.solvers import objective as solvers
 
     minimize_calls = []
     real = solvers.ops.linear_softmax_cross_entropy
@@ -550,10 +551,10 @@ def test_lbfgs_ctrl_c_saves_the_last_iterate(capsys, data_dir, tmp_path, monkeyp
         return real(*args, **kwargs)
 
     monkeypatch.setattr(solvers.ops, "linear_softmax_cross_entropy", interrupt_at_eval_6)
-    code, out, err = train(capsys, "--data-dir", str(data_dir), "--device", "cpu", "--solver", "lbfgs",
+    code, out, err = train(capsys, "--data-dir", str(data_dir), "--device", "cpu", "--solver", solver,
                            "--save", str(tmp_path / "m.npz"))
     done = len([line for line in out.splitlines() if line.startswith("iteration ")])
-    assert code == 130 and f"the last lbfgs iterate (iteration {done}) is in {tmp_path / 'm.npz'}" in err
+    assert code == 130 and f"the last {solver} iterate (iteration {done}) is in {tmp_path / 'm.npz'}" in err
     assert len(fs.SoftmaxRegression.load(tmp_path / "m.npz").history_) == done >= 1
 
 

@@ -48,11 +48,11 @@ def load_data(args, dataset, model):
     (with --dask its training images chunked, and kept in the cluster's memory where they fit).
 
     The svmlight files are read as float32, what SGD computes in, halving the memory of float64; for
-    lbfgs as float64, for the float64 optimum it reaches on uint8 pixels. A resumed model reads them
+    lbfgs and newton-cg as float64, for the float64 optimum it reaches on uint8 pixels. A resumed model reads them
     with its own features and indices' base (which its dataset name keeps).
     """
     if args.train:
-        dtype = np.float64 if model.solver == "lbfgs" else np.float32
+        dtype = np.float32 if model.solver == "sgd" else np.float64
         if not args.resume:
             return load_svmlight(args.train, args.test, dtype=dtype)
         zero_based = parse_svmlight_name(model.dataset_)[1]  # an svmlight file's name: check_resumed_source

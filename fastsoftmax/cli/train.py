@@ -25,6 +25,7 @@ from ..models.estimator import SoftmaxRegression, TrainingDivergedError, sgd_bat
 from ..models.hyperparameters import DEFAULTS, HYPERPARAMETERS
 from ..models.sweep import SHARED
 from ..ops.dispatch import device_name, resolve_device
+from ..ops.validation import FULL_BATCH
 from . import sweep
 from .common import (
     Explicit,
@@ -85,8 +86,8 @@ def build_parser():
 
 
 def check_solver_flags(parser, args):
-    """--C with SGD or --weight-decay with lbfgs: a usage error naming the flags, right after parsing
-    (SoftmaxRegression.validate_params refuses the same pairs, in its parameters' names)."""
+    """--C with SGD or --weight-decay with lbfgs or newton-cg: a usage error naming the flags, right after
+    parsing (SoftmaxRegression.validate_params refuses the same pairs, in its parameters' names)."""
     solver, other = args.solver, "lbfgs" if args.solver == "sgd" else "sgd"
     refused, takes = ("C", "--weight-decay") if solver == "sgd" else ("weight_decay", "--C")
     value = getattr(args, refused)
@@ -124,9 +125,10 @@ def check_inputs_kept(args, dataset):
 def resumed_model(args):
     """The model of --resume, its flags checked against the saved run's, and the data set's name."""
     model = SoftmaxRegression.load(args.resume)
-    if "lbfgs" in (model.solver, args.solver):  # L-BFGS's curvature memory lives only in the run
-        raise ValueError(f"--resume continues SGD runs; an lbfgs run cannot be resumed ({args.resume} was "
-                         f"trained with --solver {model.solver}): start a new run")
+    if {model.solver, args.solver} & set(FULL_BATCH):  # L-BFGS's curvature memory lives only in the run
+        raise ValueError(f"--resume continues SGD runs; an {args.solver if model.solver == 'sgd' else model.solver} "
+                         f"run cannot be resumed ({args.resume} was trained with --solver {model.solver}): start a "
+                         "new run")
     if model.history_ and "val_acc" in model.history_[0]:  # a sweep's choice, trained on part of the images
         raise ValueError(f"{args.resume} was chosen by a sweep, which held out validation images from its "
                          "training: it cannot be resumed as a single run; start a new run")
@@ -204,7 +206,7 @@ def train(args, model, data, device, done, out, checkpoint, client=None):
     caught = fit(args, model, data, done, say, checkpoint)
     seconds = time.perf_counter() - start
     report_warnings(caught, model, say)
-    if model.solver == "lbfgs" and args.save:
+    if model.solver in FULL_BATCH and args.save:
         save_model(model, args.save, data.name, "the result", checkpoint, resumable=False)
     last = model.history_[-1]
     result = {"dataset": data.name, "device": device, "device_name": device_name(device),
@@ -235,25 +237,26 @@ def announce(say, args, model, data, device, done, client):
 
 def fit(args, model, data, done, say, checkpoint):
     """model.fit on the data set with a line per epoch (or iteration) and the --save checkpoints; the
-    warnings it gave. Divergence is one line naming the flags; Ctrl-C during lbfgs saves the last iterate."""
-    lbfgs = model.solver == "lbfgs"
-    total = model.max_iter if lbfgs else model.epochs
-    bar = tqdm(total=total, initial=done, unit="iter" if lbfgs else "epoch", leave=False,
+    warnings it gave. Divergence is one line naming the flags; Ctrl-C during lbfgs or newton-cg saves the last
+    iterate."""
+    full_batch = model.solver in FULL_BATCH
+    total = model.max_iter if full_batch else model.epochs
+    bar = tqdm(total=total, initial=done, unit="iter" if full_batch else "epoch", leave=False,
                disable=True if args.quiet else None)
 
     def report(model, record):
         accuracy = f"train acc {record['train_acc']:.4f}" + (
             f"  test acc {record['test_acc']:.4f}" if "test_acc" in record else "")  # none without --test
-        if lbfgs:
+        if full_batch:
             say(f"iteration {record['epoch']}/{total}  loss {record['loss']:.6f}  "
                 f"gradient max {record['grad_max']:.2e}  {accuracy}  ({record['seconds']:.2f} s)")
         else:
             say(f"epoch {record['epoch']}/{model.epochs}  loss {record['loss']:.4f}  {accuracy}  "
                 f"({record['seconds']:.2f} s)")
         bar.update()
-        # A checkpoint per epoch: an interrupted run loses one epoch at most. lbfgs has none per
-        # iteration: the run ends (or is interrupted) with one --save.
-        if args.save and not lbfgs:
+        # A checkpoint per epoch: an interrupted run loses one epoch at most. lbfgs and newton-cg have
+        # none per iteration: the run ends (or is interrupted) with one --save.
+        if args.save and not full_batch:
             save_model(model, args.save, data.name, f"epoch {record['epoch']}", checkpoint)
             checkpoint["epoch"] = record["epoch"]
 
@@ -268,7 +271,7 @@ def fit(args, model, data, done, say, checkpoint):
                          f"--weight-decay {e.weight_decay}); try a smaller --lr or "
                          f"--weight-decay{kept}") from None
     except KeyboardInterrupt:
-        if lbfgs and args.save and model.history_:  # Ctrl-C keeps the last iterate: save it
+        if full_batch and args.save and model.history_:  # Ctrl-C keeps the last iterate: save it
             model.save(args.save, dataset=data.name)
             checkpoint["iteration"] = len(model.history_)
         raise
@@ -278,8 +281,8 @@ def fit(args, model, data, done, say, checkpoint):
 def report_warnings(caught, model, say):
     """The fit's warnings: a ConvergenceWarning as one line naming the flags, the others as they came."""
     for w in caught:
-        if issubclass(w.category, ConvergenceWarning) and model.solver == "lbfgs":
-            say(f"note: lbfgs stopped at --max-iter {model.max_iter} before the gradient reached --tol {model.tol}")
+        if issubclass(w.category, ConvergenceWarning) and model.solver in FULL_BATCH:
+            say(f"note: {model.solver}: {w.message}")
         elif issubclass(w.category, ConvergenceWarning):  # solvers/sgd.py's warn_if_not_learning
             fixes = "lower --lr" if model.lr == "auto" else "leave --lr at auto, lower it,"
             print(f"{PROG}: warning: the training loss is {model.history_[-1]['loss']:.4g} after "
@@ -297,9 +300,9 @@ def summary(model, data, device, ran, seconds, out):
     accuracy = ("" if "test_acc" not in last else f"test accuracy {last['test_acc']:.4f}  ") + (
         f"train accuracy {last['train_acc']:.4f}")
     rows = data.x_train.shape[0]
-    if model.solver == "lbfgs":
+    if model.solver in FULL_BATCH:
         print(f"{accuracy}  |  "
-              f"{plural(len(ran), 'lbfgs iteration')} in {seconds:.2f} s, objective {last['loss']:.6f}, gradient max "
+              f"{plural(len(ran), model.solver + ' iteration')} in {seconds:.2f} s, objective {last['loss']:.6f}, gradient max "
               f"{last['grad_max']:.2e}  |  device {device_name(device)}", file=out)
         return {"iterations": len(ran)}
     # The median epoch: the first one also warms the caches (and, with --dask, loads the kernels on the workers).
@@ -345,7 +348,7 @@ def main(argv=None, *, exiting=False):
 
     def interrupted():
         if "iteration" in checkpoint:
-            return f"; the last lbfgs iterate (iteration {checkpoint['iteration']}) is in {args.save}"
+            return f"; the last {args.solver} iterate (iteration {checkpoint['iteration']}) is in {args.save}"
         return f"; the last finished epoch ({checkpoint['epoch']}) is in {args.save}" if checkpoint else ""
 
     return run_command(PROG, lambda args: run(args, checkpoint), args, interrupted, exiting=exiting)

@@ -35,7 +35,7 @@ from .common import run_command
 # a first fit's on uint8 X, by solver (lbfgs computes in float64 for uint8 and float64 X), and
 # ALL's: uint8 X 8.2 s (both solvers), then float32 X 1.8 s and float64 X 3.7 s (another X
 # dtype reuses the tile code already compiled for its compute dtype).
-FIT_SECONDS = {"sgd": 4, "lbfgs": 4}
+FIT_SECONDS = {"sgd": 4, "lbfgs": 4, "newton-cg": 4}
 ALL_SECONDS = 14
 ROWS = 64  # a few rows: enough for a minibatch of several parts
 # Evaluation rows where the caller gives none: as many as Fashion-MNIST's test set, so that
@@ -80,14 +80,14 @@ def compiling_line(seconds: float) -> str:
 
 def fit_kernels(model, X, y, eval_set=None, classes=None, say=lambda line: None):
     """Compile (or load) the kernels that model.fit(X, y, eval_set=eval_set, classes=classes) runs,
-    by fitting a copy of the model (one epoch, or one lbfgs iteration) on X's first ROWS rows.
+    by fitting a copy of the model (one epoch, or one lbfgs or newton-cg iteration) on X's first ROWS rows.
 
     say(line) gets one line as the first kernel starts to compile. Returns (seconds, compiled).
     """
     start = time.perf_counter()
     params = {"epochs": 1} if model.solver == "sgd" else {"max_iter": 1}
     with announced(compiling_line(FIT_SECONDS[model.solver]), say) as compiles, warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # lbfgs stopped by max_iter: expected here
+        warnings.simplefilter("ignore")  # a full-batch solver stopped by max_iter: expected here
         try:
             clone(model).set_params(warm_start=False, **params).fit(X[:ROWS], y[:ROWS], eval_set=eval_set,
                                                                      classes=classes)
@@ -103,12 +103,12 @@ def _problem(dtype, rows, d=8, k=3):
 
 
 def all_kernels():
-    """The signatures of ALL: per X dtype, an SGD fit and an lbfgs fit (the trainer's), and each
+    """The signatures of ALL: per X dtype, an SGD fit, an lbfgs fit and a newton-cg fit (the trainer's), and each
     public kernel with float32 weights (the accuracy on a minibatch and on a test set)."""
     for dtype in ALL:
         X, y = _problem(dtype, ROWS)
         evaluation = _problem(dtype, EVAL_ROWS)
-        for solver in ("sgd", "lbfgs"):
+        for solver in ("sgd", "lbfgs", "newton-cg"):
             fit_kernels(SoftmaxRegression(solver=solver), X, y, eval_set=evaluation)
         W, b = np.zeros((X.shape[1], 3), np.float32), np.zeros(3, np.float32)
         P = ops.linear_softmax(X, W, b)

@@ -6,8 +6,8 @@ returns self; it derives from scikit-learn's BaseEstimator and ClassifierMixin,
 so Pipeline, GridSearchCV, clone and check_estimator take it. This module is
 the scikit-learn face: it validates once per fit, maps any labels to the
 0..k-1 the kernels see, and hands the training to fastsoftmax.solvers (SGD
-epochs, each one trusted ops.train_epoch; or full-batch L-BFGS on the fused
-loss and gradient).
+epochs, each one trusted ops.train_epoch; or full-batch L-BFGS or Newton-CG on
+the fused loss, gradient and Hessian products: full_batch.py).
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ from .. import ops
 from ..arrays import CSR, device_of, is_dask, to_numpy
 from ..io.modelfile import FORMAT, bad_model, read_model, write_model
 from ..ops.dispatch import array_module, resolve_device
-from ..ops.validation import check_sample_weight, check_sparse
-from ..solvers import dask, lbfgs
+from ..ops.validation import FULL_BATCH, check_sample_weight, check_sparse
+from ..solvers import dask
 from ..solvers.sgd import TrainingDivergedError, sgd, warn_if_not_learning
+from .full_batch import fit_full_batch, iterations
 from .hyperparameters import DEFAULTS, HYPERPARAMETERS
 from .inputs import (
     auto_input_scale,
@@ -44,10 +45,7 @@ from .weights import HostWeights, set_weights
 __all__ = ["FORMAT", "SoftmaxRegression", "TrainingDivergedError"]
 
 # The compute precision of SGD: float32 is what the kernels run fastest and is
-# ample for a convex model fitted by SGD. lbfgs computes in float64, as
-# LogisticRegression does, for uint8 and float64 X (the fused kernel still reads
-# uint8 pixels as they are), and in float32 for float32 X: the caller's choice
-# of speed over the last digits of the optimum.
+# ample for a convex model fitted by SGD (lbfgs and newton-cg: full_batch.compute_dtype).
 COMPUTE_DTYPE = np.float32
 # lr="auto": this peak rate on standardised features (uint8 pixels: on x / 255), in batches of at most
 # n // AUTO_STEPS rows, so a small table still gets enough steps (iris: 105 rows, 1 step an epoch at 256).
@@ -61,7 +59,7 @@ AUTO_DECAY_ROWS = 1000
 
 
 class SoftmaxRegression(HostWeights, ClassifierMixin, BaseEstimator):
-    """Multinomial logistic regression, by minibatch SGD or full-batch L-BFGS.
+    """Multinomial logistic regression, by minibatch SGD or full-batch L-BFGS or Newton-CG.
 
     Parameters (fastsoftmax.models.hyperparameters.HYPERPARAMETERS)
     ----------
@@ -70,7 +68,8 @@ class SoftmaxRegression(HostWeights, ClassifierMixin, BaseEstimator):
     Attributes
     ----------
     coef_ : (n_classes, n_features) weights on X's own features, as in scikit-learn (float32;
-        float64 from lbfgs on uint8 or float64 X, and from SGD with lr="auto" on float64 X).
+        float64 from lbfgs and newton-cg on uint8 or float64 X, and from SGD with lr="auto" on
+        float64 X).
     intercept_ : (n_classes,) biases.
     lr_, batch_size_ : SGD's peak learning rate and batch size, as lr resolved them at fit.
     feature_mean_, feature_scale_ : the standardisation SGD trained under (lr="auto" on float X:
@@ -78,10 +77,11 @@ class SoftmaxRegression(HostWeights, ClassifierMixin, BaseEstimator):
     classes_ : the class labels, sorted (the kernels see their indices 0..k-1).
     n_features_in_, feature_names_in_ (from a DataFrame with string column names).
     input_scale_ : the scale X is multiplied by (input_scale, or what "auto" chose at fit).
-    n_iter_ : lbfgs: the iterations run; sgd: the epochs in history_.
+    n_iter_ : lbfgs, newton-cg: the iterations run, as LogisticRegression's (a (1,) int32 array);
+        sgd: the epochs in history_ (an int, as SGDClassifier's).
     history_ : one dict per epoch (sgd: epoch, loss, train_acc, test_acc with an
-        eval_set, lr, batch_size, seconds) or per iteration (lbfgs: epoch = the iteration, loss =
-        the penalised objective, grad_max, train_acc, test_acc, seconds).
+        eval_set, lr, batch_size, seconds) or per iteration (lbfgs, newton-cg: epoch = the
+        iteration, loss = the penalised objective, grad_max, train_acc, test_acc, seconds).
 
     fit never changes an array the caller holds: it trains copies, and each
     epoch sets coef_ and intercept_ to new arrays (on either device). After a
@@ -92,8 +92,9 @@ class SoftmaxRegression(HostWeights, ClassifierMixin, BaseEstimator):
     def __init__(self, solver=DEFAULTS["solver"], epochs=DEFAULTS["epochs"], batch_size=DEFAULTS["batch_size"],
                  lr=DEFAULTS["lr"], schedule=DEFAULTS["schedule"], weight_decay=DEFAULTS["weight_decay"],
                  C=DEFAULTS["C"], tol=DEFAULTS["tol"], max_iter=DEFAULTS["max_iter"],
-                 input_scale=DEFAULTS["input_scale"], class_weight=DEFAULTS["class_weight"], seed=DEFAULTS["seed"],
-                 device=DEFAULTS["device"], warm_start=DEFAULTS["warm_start"]):
+                 fit_intercept=DEFAULTS["fit_intercept"], input_scale=DEFAULTS["input_scale"],
+                 class_weight=DEFAULTS["class_weight"], seed=DEFAULTS["seed"], device=DEFAULTS["device"],
+                 warm_start=DEFAULTS["warm_start"], verbose=DEFAULTS["verbose"]):
         given = locals()
         for p in HYPERPARAMETERS:  # stored as given: scikit-learn's rule; fit checks them
             setattr(self, p.name, given[p.name])
@@ -103,10 +104,13 @@ class SoftmaxRegression(HostWeights, ClassifierMixin, BaseEstimator):
         for p in HYPERPARAMETERS:
             p.check(getattr(self, p.name))
         if self.solver == "sgd" and self.C != DEFAULTS["C"]:
-            raise ValueError(f"C={self.C!r} is the lbfgs penalty; solver='sgd' takes weight_decay instead")
-        if self.solver == "lbfgs" and self.weight_decay != DEFAULTS["weight_decay"]:
-            raise ValueError(f"weight_decay={self.weight_decay!r} is the sgd penalty; solver='lbfgs' takes C "
-                             "instead (LogisticRegression's C: the mean loss + ||W||^2 / (2 C n))")
+            raise ValueError(f"C={self.C!r} is the penalty of lbfgs and newton-cg; solver='sgd' takes "
+                             "weight_decay instead")
+        if self.solver == "sgd" and not self.fit_intercept:
+            raise ValueError("fit_intercept=False needs solver='lbfgs' or 'newton-cg': SGD always fits an intercept")
+        if self.solver in FULL_BATCH and self.weight_decay != DEFAULTS["weight_decay"]:
+            raise ValueError(f"weight_decay={self.weight_decay!r} is the sgd penalty; solver={self.solver!r} takes "
+                             "C instead (LogisticRegression's C: the mean loss + ||W||^2 / (2 C n))")
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -125,7 +129,7 @@ class SoftmaxRegression(HostWeights, ClassifierMixin, BaseEstimator):
         and coef_ and intercept_ come back in X's own units.
 
         sample_weight (n,) weighs the rows, times class_weight's weight of each
-        row's class: lbfgs minimises LogisticRegression's weighted objective
+        row's class: lbfgs and newton-cg minimise LogisticRegression's weighted objective
         (sum(w_i loss_i) / sum(w) + ||W||^2 / (2 C sum(w))); SGD's batches weigh
         each row by w_i n / sum(w), so a weight of 2 trains as a duplicated row
         would in expectation. Weights must be >= 0 with a positive sum.
@@ -135,11 +139,12 @@ class SoftmaxRegression(HostWeights, ClassifierMixin, BaseEstimator):
         data set's ``classes``; y need not hold them all. By default the labels
         in y and eval_set (or the fitted model's when warm). eval_set=(X_test,
         y_test) adds test accuracy to each epoch's record; callback(model,
-        record) runs after each epoch (lbfgs: iteration), with coef_ and
+        record) runs after each epoch (lbfgs, newton-cg: iteration), with coef_ and
         intercept_ already holding its weights (for checkpoints). An SGD loss or
         weights that become NaN or inf stop the fit with TrainingDivergedError,
-        the model left at the last finite epoch. Ctrl-C during lbfgs leaves the
-        model at the last iterate.
+        the model left at the last finite epoch. Ctrl-C during lbfgs or newton-cg
+        leaves the model at the last iterate. With warm_start, a fitted model's fit
+        starts from its coef_ and intercept_.
         """
         self.validate_params()
         device = resolve_device(self.device)
@@ -156,30 +161,14 @@ class SoftmaxRegression(HostWeights, ClassifierMixin, BaseEstimator):
         if not warm:
             start_fit(self, classes_, X)
         evaluate = evaluator(evaluation, x_scale(self.input_scale_, X))
-        if self.solver == "lbfgs":
-            self._lbfgs(device, X, y, weights, evaluate, self._publisher(callback, len(self.history_)))
+        if self.solver in FULL_BATCH:
+            fit_full_batch(self, device, X, y, weights, evaluate, self._publisher(callback, len(self.history_)))
             return self
         self._sgd(xp, X, y, weights, refit=True, first_epoch=len(self.history_), epochs=int(self.epochs),
                   schedule=self.schedule, evaluate=evaluate, publish=self._publisher(callback, 0))
         return self
 
-    def _lbfgs(self, device, X, y, weights, evaluate, publish):
-        """lbfgs.lbfgs from the model's weights, on X in memory or a Dask X's chunks (each on `device`)."""
-        xp = array_module(device)
-        dtype = np.float32 if X.dtype == np.float32 else np.float64  # see COMPUTE_DTYPE
-        coef, b = xp.array(self.coef_, dtype=dtype, order="C"), xp.array(self.intercept_, dtype=dtype)
-        X = check_sparse(X, "X", xp, dtype) if isinstance(X, CSR) else X  # a CSR's values in the compute dtype
-        X, scale = ops.scaled_first(X, x_scale(self.input_scale_, X))  # float X near its dtype's largest
-        if is_dask(X):  # the chunks' weights normalised to mean 1 over all the rows
-            sw = check_sample_weight(weights, X.shape[0], np.float64, dask.dask_array())
-            gradient = dask.fused_gradient(X, y, scale, dtype, device, sw)
-        else:
-            gradient = lbfgs.fused_gradient(xp, X, y, scale, dtype, weights)
-        self.n_iter_ = lbfgs.lbfgs(xp, gradient, X.shape[0], coef, b, C=float(self.C), tol=float(self.tol),
-                                   max_iter=int(self.max_iter), evaluate=evaluate, publish=publish,
-                                   weight_sum=None if weights is None else float(weights.sum()))
-
-    @available_if(lambda self: self.solver == "sgd")  # lbfgs has none: hasattr says so, as scikit-learn's
+    @available_if(lambda self: self.solver == "sgd")  # full-batch solvers have none: hasattr says so
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """One pass of minibatch SGD over the rows given (solver="sgd" only), at a constant rate: lr where
         it is a number; under lr="auto", 0.5 / (1 + rows seen / AUTO_DECAY_ROWS), the rows seen being
@@ -229,7 +218,7 @@ class SoftmaxRegression(HostWeights, ClassifierMixin, BaseEstimator):
         else:
             self.feature_mean_, self.feature_scale_ = to_numpy(standard.mean), to_numpy(standard.scale)
             coef, b = standard.from_raw(xp, xp.asarray(self.coef_), xp.asarray(self.intercept_), COMPUTE_DTYPE)
-            raw = np.float64 if X.dtype == np.float64 else COMPUTE_DTYPE  # coef_'s dtype: lbfgs's rule
+            raw = np.float64 if X.dtype == np.float64 else COMPUTE_DTYPE  # coef_'s dtype: full_batch's rule
             (evaluate, publish), scale = standard.around(xp, evaluate, publish, raw), 1.0
         if is_dask(X):  # each chunk loaded (and standardised) again every epoch
             sw = check_sample_weight(weights, X.shape[0], COMPUTE_DTYPE, dask.dask_array())  # lazy, mean 1
@@ -268,6 +257,8 @@ class SoftmaxRegression(HostWeights, ClassifierMixin, BaseEstimator):
                 if first_record:
                     record["epoch"] += first_record
                 self.history_.append(record)
+                if self.verbose:
+                    print(progress_line(self.solver, record), flush=True)
                 if callback is not None:
                     callback(self, record)
 
@@ -367,7 +358,8 @@ class SoftmaxRegression(HostWeights, ClassifierMixin, BaseEstimator):
             raise bad_model(path, f"params: {e}") from None
         model.coef_, model.intercept_, model.history_ = fields["coef"], fields["intercept"], fields["history"]
         model.classes_, model.input_scale_ = fields["classes"], fields["input_scale"]
-        model.n_features_in_, model.n_iter_ = model.coef_.shape[1], len(model.history_)
+        model.n_features_in_ = model.coef_.shape[1]
+        model.n_iter_ = iterations(len(model.history_)) if model.solver in FULL_BATCH else len(model.history_)
         model.dataset_ = fields["dataset"]
         if fields["standardization"] is not None:
             model.feature_mean_, model.feature_scale_ = fields["standardization"]
@@ -379,6 +371,14 @@ class SoftmaxRegression(HostWeights, ClassifierMixin, BaseEstimator):
 def sgd_batch_size(lr, batch_size, rows):
     """The batch size SGD runs at over `rows` rows: batch_size, at most rows // AUTO_STEPS under lr="auto"."""
     return int(batch_size) if lr != "auto" else min(int(batch_size), max(1, rows // AUTO_STEPS))
+
+
+def progress_line(solver, record):
+    """verbose's line for an epoch's or iteration's record."""
+    parts = [f"{'epoch' if solver == 'sgd' else 'iteration'} {record['epoch']}: loss {record['loss']:.10g}"]
+    parts += [f"max |gradient| {record['grad_max']:.3g}"] if "grad_max" in record else []
+    parts += [f"test accuracy {record['test_acc']:.4f}"] if "test_acc" in record else []
+    return ", ".join(parts + [f"{record['seconds']:.2f} s"])
 
 
 def start_fit(model, classes_, X):

@@ -18,6 +18,7 @@ from ..ops.validation import (
     NON_NEGATIVE_NUMBER,
     POSITIVE_NUMBER,
     POSITIVE_OR_AUTO,
+    POSITIVE_OR_INF,
     SCHEDULE,
     SOLVERS,
     Rule,
@@ -52,7 +53,8 @@ class HyperParameter:
 HYPERPARAMETERS = (
     HyperParameter("solver", "sgd", Rule(str, choices=SOLVERS),
                    "sgd: minibatch SGD over epochs (epochs, batch_size, lr, schedule, weight_decay); "
-                   "lbfgs: full-batch L-BFGS to LogisticRegression's optimum (C, tol, max_iter)"),
+                   "lbfgs, newton-cg: full-batch L-BFGS or Newton-CG to LogisticRegression's optimum "
+                   "(C, tol, max_iter); newton-cg reaches a tight optimum in the fewest passes"),
     HyperParameter("epochs", 15, COUNT, "passes over the training data"),
     HyperParameter("batch_size", 256, COUNT, "rows per SGD step; the last batch of an epoch may be smaller"),
     HyperParameter("lr", "auto", POSITIVE_OR_AUTO,
@@ -62,13 +64,20 @@ HYPERPARAMETERS = (
     HyperParameter("schedule", "cosine", SCHEDULE,
                    "cosine: from lr down to ~0 over the run; constant: lr throughout"),
     HyperParameter("weight_decay", 0.0, NON_NEGATIVE_NUMBER,
-                   "sgd's L2 penalty: the step is W -= lr * (dW + weight_decay * W); lbfgs refuses it (use C)"),
-    HyperParameter("C", 1.0, POSITIVE_NUMBER,
-                   "lbfgs's inverse L2 strength, as in LogisticRegression: it minimises the mean "
-                   "cross-entropy + ||W||^2 / (2 C n), intercept not penalised; sgd refuses it (use weight_decay)"),
+                   "sgd's L2 penalty: the step is W -= lr * (dW + weight_decay * W); lbfgs and newton-cg "
+                   "refuse it (use C)"),
+    HyperParameter("C", 1.0, POSITIVE_OR_INF,
+                   "lbfgs's and newton-cg's inverse L2 strength, as in LogisticRegression: they minimise the "
+                   "mean cross-entropy + ||W||^2 / (2 C n), intercept not penalised (inf: no penalty); sgd "
+                   "refuses it (use weight_decay)"),
     HyperParameter("tol", 1e-4, POSITIVE_NUMBER,
-                   "lbfgs stops when the largest gradient entry is at most tol (LogisticRegression's tol)"),
-    HyperParameter("max_iter", 100, COUNT, "lbfgs stops after max_iter iterations (LogisticRegression's max_iter)"),
+                   "lbfgs and newton-cg stop when the largest gradient entry is at most tol "
+                   "(LogisticRegression's tol)"),
+    HyperParameter("max_iter", 100, COUNT,
+                   "lbfgs and newton-cg stop after max_iter iterations (LogisticRegression's max_iter)"),
+    HyperParameter("fit_intercept", True, Rule(bool),
+                   "False: no intercept (it stays 0), as LogisticRegression's fit_intercept; lbfgs and "
+                   "newton-cg only", flag=False),
     HyperParameter("input_scale", "auto", POSITIVE_OR_AUTO,
                    "X is multiplied by it, at fit and predict alike, whatever the dtype; auto: 1/255 if "
                    "the X given to fit is uint8 (pixels), else 1"),
@@ -78,8 +87,11 @@ HYPERPARAMETERS = (
     HyperParameter("seed", 0, NON_NEGATIVE_INT, "fixes the shuffling: the same seed gives the same model"),
     HyperParameter("device", "auto", Rule(str, choices=DEVICES), "auto: CUDA where CuPy sees a GPU, else CPU"),
     HyperParameter("warm_start", False, Rule(bool),
-                   "if the model is fitted, fit continues from its weights and resumes the schedule "
-                   "after the epochs in history_", flag=False),  # the command line has --resume
+                   "if the model is fitted, fit continues from its weights (coef_, intercept_): SGD resumes "
+                   "the schedule after the epochs in history_, lbfgs and newton-cg start from them",
+                   flag=False),  # the command line has --resume
+    HyperParameter("verbose", 0, NON_NEGATIVE_INT,
+                   "> 0: print a line per epoch (sgd) or iteration (lbfgs, newton-cg)", flag=False),
 )
 
 DEFAULTS = {p.name: p.default for p in HYPERPARAMETERS}

@@ -122,6 +122,33 @@ def linear_softmax_cross_entropy(X, W, b, y, *, x_scale=1.0, sample_weight=None)
     return loss, correct, dcoef.T, db
 
 
+def linear_softmax_hessian_product(X, W, b, V, vb, *, x_scale=1.0, sample_weight=None, check_input=True):
+    """(HV, Hvb): the Hessian of linear_softmax_cross_entropy's loss in (W, b) times the direction (V, vb).
+
+    V (d, k) and vb (k,) have W's and b's shapes (taken in W's dtype); the
+    results too. One pass over X, as the gradient's: per chunk of rows, the
+    logits at W and the direction's in one product, then r^T X (the rows' r
+    in reference.kernels.linear_softmax_hessian_product); never the (n, k)
+    logits. sample_weight as linear_softmax_cross_entropy's. Newton solvers
+    (solvers/newton.py) call it once per conjugate-gradient step; they pass
+    check_input=False with arrays as the checks return them (module docstring)
+    and V, vb of W's dtype, V C-contiguous as (k, d) transposed.
+    """
+    xp, backend = backend_of(X, W, b, V, vb)
+    if check_input:
+        X, coef, b, x_scale = _linear_inputs(X, W, b, x_scale, xp)
+        V, vb = xp.asarray(V), xp.asarray(vb)
+        if V.shape != coef.shape[::-1] or vb.shape != b.shape:
+            raise ValueError(f"the direction V, vb must have the shapes of W and b, {coef.shape[::-1]} and "
+                             f"{b.shape}, got {V.shape} and {vb.shape}")
+        vcoef, vb = check_weights(V.astype(coef.dtype, copy=False), vb, X.shape[1], xp)
+        sample_weight = check_sample_weight(sample_weight, X.shape[0], coef.dtype, xp)
+    else:
+        coef, vcoef = W.T, V.T
+    hcoef, hb = backend.linear_softmax_hessian_product(X, coef, b, vcoef, vb, x_scale, sample_weight)
+    return hcoef.T, hb
+
+
 def accuracy(scores, y, *, check_input=True):
     """Fraction of rows whose argmax equals y."""
     xp, backend = backend_of(scores, y)

@@ -194,6 +194,7 @@ class Rule:
     choices: tuple = ()
     high: int | None = None
     words: tuple = ()  # strings a numeric rule also takes (input_scale="auto")
+    infinite: bool = False  # a real rule that also takes +inf (C=inf: no penalty)
 
     def __str__(self):
         if self.words:
@@ -207,6 +208,8 @@ class Rule:
             return "an integer" + low + ("" if self.high is None else f" and <= {self.high}")
         if self.low is None:
             return "a finite number"
+        if self.infinite:
+            return f"a {'positive' if self.strict else 'non-negative'} number or inf"
         return f"a {'positive' if self.strict else 'non-negative'} finite number"
 
     def allows(self, value) -> bool:
@@ -220,7 +223,7 @@ class Rule:
         if not isinstance(value, numbers) or isinstance(value, (bool, np.bool_)):
             return False
         if self.kind is not int and not math.isfinite(float(value)):
-            return False
+            return self.infinite and float(value) == math.inf
         if self.high is not None and value > self.high:
             return False
         return self.low is None or value > self.low or (value == self.low and not self.strict)
@@ -250,5 +253,7 @@ STEPS = Rule(int, low=1, high=MAX_STEP)  # total_steps
 POSITIVE_NUMBER = Rule(float, low=0, strict=True)
 NON_NEGATIVE_NUMBER = Rule(float, low=0)
 SCHEDULE = Rule(str, choices=SCHEDULES)
-SOLVERS = ("sgd", "lbfgs")
+POSITIVE_OR_INF = Rule(float, low=0, strict=True, infinite=True)  # C
+SOLVERS = ("sgd", "lbfgs", "newton-cg")
+FULL_BATCH = ("lbfgs", "newton-cg")  # the solvers of LogisticRegression's objective (C, tol, max_iter)
 POSITIVE_OR_AUTO = Rule(float, low=0, strict=True, words=("auto",))  # lr and input_scale

@@ -52,6 +52,19 @@ def linear_softmax_cross_entropy(X, W, b, y, *, x_scale=1.0, sample_weight=None)
     return loss, correct, Xs.T @ dlogits, dlogits.sum(axis=0)
 
 
+def linear_softmax_hessian_product(X, W, b, V, vb, *, x_scale=1.0, sample_weight=None):
+    """(HV (d, k), Hvb (k,)): the Hessian of linear_softmax_cross_entropy's loss in (W, b) times the
+    direction (V, vb). Per row, with p its softmax and u = x_scale x @ V + vb, the logits' Hessian times u
+    is r = w (p * u - p (p . u)); the product is x_scale X^T r and the sum of r, over sum(w)."""
+    Xs = np.asarray(X, dtype=np.float64) * x_scale
+    p = linear_softmax(X, W, b, x_scale=x_scale)
+    u = Xs @ np.asarray(V, np.float64) + np.asarray(vb, np.float64)
+    n = p.shape[0]
+    w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    r = p * (u - (p * u).sum(axis=1, keepdims=True)) * (w / w.sum())[:, None]
+    return Xs.T @ r, r.sum(axis=0)
+
+
 def accuracy(scores, y):
     return float((np.asarray(scores).argmax(axis=1) == np.asarray(y)).mean())
 

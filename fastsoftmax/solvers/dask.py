@@ -1,10 +1,11 @@
 """Softmax regression on Dask arrays: the fused kernel on every chunk, one optimiser on the client.
 
 The design of cuML's multi-GPU and Spark MLlib's logistic regression: for
-``solver="lbfgs"`` each gradient pass maps ``ops.linear_softmax_cross_entropy``
-over X's row chunks where they lie (only W and b travel out; each chunk's
-(loss, hits, dW, db) sums come back, added by a tree of tasks), and one
-L-BFGS (lbfgs.py) runs on the client. ``solver="sgd"`` visits the chunks in
+``solver="lbfgs"`` and ``"newton-cg"`` each gradient pass maps
+``ops.linear_softmax_cross_entropy`` (each Hessian product
+``ops.linear_softmax_hessian_product``) over X's row chunks where they lie
+(only W and b travel out; each chunk's sums come back, added by a tree of
+tasks), and one optimiser (lbfgs.py, newton.py) runs on the client. ``solver="sgd"`` visits the chunks in
 order (``fit_blocks``: the blocks of sgd.py's loop), each loaded onto the
 client: sequential by nature. A fitted model's predictions map it over the
 chunks, lazily (``map_rows``).
@@ -22,10 +23,11 @@ import numpy as np
 from ..arrays import CSR, is_sparse
 from ..ops.dispatch import array_module, resolve_device
 from ..ops.validation import check_sparse
-from .lbfgs import fused_gradient as in_memory_gradient
+from .objective import fused_gradient as in_memory_gradient
+from .objective import fused_hessian_product as in_memory_product
 
-__all__ = ["accuracy", "chunk_results", "dask_array", "fit_blocks", "fused_gradient", "map_rows", "moments",
-           "persist", "sparse_chunks"]
+__all__ = ["accuracy", "chunk_results", "dask_array", "fit_blocks", "fused_gradient", "fused_hessian_product",
+           "map_rows", "moments", "persist", "sparse_chunks"]
 
 # The chunks' gradient sums are added SUM_EVERY at a time (dask.array's split_every).
 SUM_EVERY = 8
@@ -50,32 +52,55 @@ def persist(a):
 
 
 def fused_gradient(X, y, x_scale, dtype, device, sample_weight=None):
-    """gradient(W, bias) for lbfgs.lbfgs over a Dask X and its encoded y: one pass over the chunks (of
-    the weighted mean loss with sample_weight, a Dask array on y's chunks normalised to mean 1).
-
-    Each chunk's task runs the fused kernel on `device` (a NumPy chunk moves to
-    the worker's GPU for "cuda") and returns the host float64 vector of its
-    sums, which a tree of tasks adds, SUM_EVERY at a time. W and bias enter
-    the graph once, as one key each, not once per chunk. Plain Dask tasks, not
-    array operations: the array layer's graph building cost 30 ms a pass.
-    """
-    import dask
-
-    rows = [None] * len(X.chunks[0]) if sample_weight is None else sample_weight.to_delayed().ravel()
-    pairs = list(zip(X.to_delayed().ravel(), y.to_delayed().ravel(), rows))
-    chunk_sums, add = dask.delayed(_chunk_sums, pure=True), dask.delayed(_add, pure=True)
-    n = X.shape[0]
+    """gradient(W, bias) for the full-batch solvers over a Dask X and its encoded y: one pass over the
+    chunks (of the weighted mean loss with sample_weight, a Dask array on y's chunks normalised to mean 1),
+    as objective.fused_gradient's vector; the hits stay a count."""
+    passes = _ChunkPasses(X, y, sample_weight)
 
     def gradient(W, bias):
-        weights = dask.delayed(W.astype(dtype)), dask.delayed(bias.astype(dtype))
-        sums = [chunk_sums(xb, yb, wb, *weights, x_scale, device) for xb, yb, wb in pairs]
-        while len(sums) > 1:
-            sums = [add(*sums[i:i + SUM_EVERY]) for i in range(0, len(sums), SUM_EVERY)]
-        total = sums[0].compute(optimize_graph=False)  # the chunks' tasks were optimised by to_delayed
-        total[:-1] /= n  # the mean loss's gradient and the mean loss; the hits stay a count
+        total = passes(_chunk_gradient, (W.astype(dtype), bias.astype(dtype)), x_scale, device)
+        total[:-1] /= X.shape[0]  # the mean loss's gradient and the mean loss
         return total
 
     return gradient
+
+
+def fused_hessian_product(X, x_scale, dtype, device, sample_weight=None):
+    """product(W, bias, V, vb) for newton.newton_cg over a Dask X: one pass over the chunks, as
+    objective.fused_hessian_product's vector."""
+    passes = _ChunkPasses(X, None, sample_weight)
+
+    def product(W, bias, V, vb):
+        return passes(_chunk_product, tuple(a.astype(dtype) for a in (W, bias, V, vb)), x_scale, device) / X.shape[0]
+
+    return product
+
+
+class _ChunkPasses:
+    """A pass of f(X chunk, y chunk, weights chunk, *arrays, x_scale, device) over a Dask X's row chunks
+    where they lie, returning each chunk's host float64 sums, added by a tree of tasks SUM_EVERY at a time.
+
+    The arrays (W, bias, ...) enter the graph once, as one key each, not once
+    per chunk. Plain Dask tasks, not array operations: the array layer's graph
+    building cost 30 ms a pass.
+    """
+
+    def __init__(self, X, y, sample_weight):
+        import dask
+
+        count = len(X.chunks[0])
+        rows = [None] * count if sample_weight is None else sample_weight.to_delayed().ravel()
+        labels = [None] * count if y is None else y.to_delayed().ravel()
+        self.chunks = list(zip(X.to_delayed().ravel(), labels, rows))
+        self.delayed = dask.delayed
+
+    def __call__(self, f, arrays, x_scale, device):
+        task, add = self.delayed(f, pure=True), self.delayed(_add, pure=True)
+        keys = [self.delayed(a) for a in arrays]
+        sums = [task(xb, yb, wb, *keys, x_scale, device) for xb, yb, wb in self.chunks]
+        while len(sums) > 1:
+            sums = [add(*sums[i:i + SUM_EVERY]) for i in range(0, len(sums), SUM_EVERY)]
+        return sums[0].compute(optimize_graph=False)  # the chunks' tasks were optimised by to_delayed
 
 
 def _add(*vectors):
@@ -94,16 +119,31 @@ def _on_device(xp, chunk, dtype=None):
     return xp.ascontiguousarray(xp.asarray(chunk))
 
 
-def _chunk_sums(X, y, w, W, bias, x_scale, device):
+def _chunk_means(w, rows):
+    """(the chunk's weight total, its kernels' sample_weight): the kernels' weighted mean times the total is
+    the chunk's sum (w None: every row weighs 1)."""
+    total = rows if w is None else float(np.sum(w))
+    return total, None if w is None or total == 0 else w
+
+
+def _chunk_gradient(X, y, w, W, bias, x_scale, device):
     """One chunk's sums of the gradient, of the loss (each row's times its weight in w, None: 1) and its
     hits, as a host float64 vector."""
     xp = array_module(resolve_device(device))
-    total = X.shape[0] if w is None else float(np.sum(w))  # the kernels' weighted mean, times this
-    weights = None if w is None or total == 0 else xp.asarray(w)
+    total, w = _chunk_means(w, X.shape[0])
+    weights = None if w is None else xp.asarray(w)
     means = in_memory_gradient(xp, _on_device(xp, X, W.dtype), xp.asarray(y), x_scale, W.dtype, weights)(W, bias)
     sums = means.astype(np.float64)
     sums[:-1] *= total
     return sums
+
+
+def _chunk_product(X, y, w, W, bias, V, vb, x_scale, device):
+    """One chunk's sum of the Hessian-vector product's rows (each times its weight in w), host float64."""
+    xp = array_module(resolve_device(device))
+    total, w = _chunk_means(w, X.shape[0])
+    product = in_memory_product(xp, _on_device(xp, X, W.dtype), x_scale, W.dtype, None if w is None else xp.asarray(w))
+    return product(W, bias, V, vb).astype(np.float64) * total
 
 
 def moments(X):

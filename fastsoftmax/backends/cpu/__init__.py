@@ -4,7 +4,8 @@ Two paths, chosen here by shape: the register-tiled kernels of fused.py, which
 read X once and never write logits, and from BLAS_MIN_CLASSES classes the
 large-shape path of large.py (sgemm for the two matmuls, a fused Numba pass
 over each chunk of logits). The kernels that start from given logits are in
-logits.py, the many-model epoch of sweeps in sweep.py; what the kernels share
+logits.py, the many-model epoch of sweeps in sweep.py, the Hessian-vector
+product of second-order solvers in hessian.py; what the kernels share
 is in rows.py, the Numba machinery in jit.py. A CSR X (arrays.CSR) runs on
 sparse.py's kernels, at any k.
 """
@@ -12,11 +13,12 @@ sparse.py's kernels, at any k.
 from __future__ import annotations
 
 from ...arrays import CSR
-from . import fused, large, sparse, sweep
+from . import fused, hessian, large, sparse, sweep
 from .logits import count_correct, softmax_cross_entropy
 from .rows import shuffle
 
-__all__ = ["count_correct", "linear_logits", "linear_softmax", "linear_softmax_cross_entropy", "shuffle",
+__all__ = ["count_correct", "linear_logits", "linear_softmax", "linear_softmax_cross_entropy",
+           "linear_softmax_hessian_product", "shuffle",
            "softmax_cross_entropy", "train_epoch", "train_epoch_many"]
 
 # Where the backend switches from fused.py's register tiles to large.py's path:
@@ -59,6 +61,11 @@ def linear_logits(X, coef, b, x_scale):
 
 def linear_softmax_cross_entropy(X, coef, b, y, x_scale, sample_weight):
     return _path(X, coef).linear_softmax_cross_entropy(X, coef, b, y, x_scale, sample_weight)
+
+
+def linear_softmax_hessian_product(X, coef, b, vcoef, vb, x_scale, sample_weight):
+    path = sparse if isinstance(X, CSR) else hessian if use_large(coef.shape[0]) else fused
+    return path.linear_softmax_hessian_product(X, coef, b, vcoef, vb, x_scale, sample_weight)
 
 
 def train_epoch(X, y, rows, coef, b, batch_size, x_scale, weight_decay, kind, lr, total_steps, start_step,

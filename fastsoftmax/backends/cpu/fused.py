@@ -42,6 +42,7 @@ from ...reference.schedules import CONSTANT
 from .jit import INNER, JIT, PRANGE, call, entry, njit
 from .rows import (
     TILE,
+    hessian_row,
     learning_rate,
     load_tile,
     n_parts,
@@ -168,6 +169,34 @@ def _rows_part(q, X, rows, y, sw, coef, b, x_scale, P, part_dcoef, part_db, part
         _tile_rank_update(g, xf, part_dcoef[q])
     if not forward:
         part_loss[q], part_hits[q] = loss, hits
+
+
+@njit(**INNER)
+def _hessian_part(q, X, rows, y, sw, both, bias, x_scale, P, part_dcoef, part_db, part_loss, part_hits):
+    """Part q's unscaled sums of a Hessian-vector product (hessian.py has the formula), in _rows_part's
+    signature so that _batches runs it: both = [coef; vcoef] (2k, d) and bias = [b; vb], so one
+    _tile_logits pass over a tile gives the logits at W and along the direction; per row, r =
+    rows.hessian_row's, its rank update into part_dcoef[q] and its sum into part_db[q]. y and P unused."""
+    lo, hi = part_bounds(rows.shape[0], q)
+    k = both.shape[0] // 2
+    xf, zu, _, _ = _tile_buffers(both, 2 * k)
+    r = np.zeros((TILE, k + k % 2), both.dtype)
+    zero = np.zeros(k, both.dtype)  # the logits come scaled and biased: hessian_row adds nothing
+    weighted = sw.shape[0] > 0
+    part_dcoef[q] = 0
+    part_db[q] = 0
+    for t in range(lo, hi, TILE):
+        m = load_tile(X, rows, t, hi, xf)
+        _tile_logits(xf, both, bias, x_scale, zu)
+        for i in range(m):
+            hessian_row(zu[:, :k], zu[:, k:], i, zero, zero, both.dtype.type(1),
+                        sw[rows[t + i]] if weighted else both.dtype.type(1))
+            for j in range(k):
+                r[i, j] = zu[i, j]
+                part_db[q, j] += zu[i, j]
+        r[m:] = 0  # a last, short tile: its pad rows add nothing
+        _tile_rank_update(r, xf, part_dcoef[q])
+    part_loss[q], part_hits[q] = 0.0, 0
 
 
 @njit(**INNER)
@@ -298,3 +327,19 @@ def train_epoch(X, y, rows, coef, b, batch_size, x_scale, weight_decay, kind, lr
     loss_sum, correct, *_ = _gradient(X, y, sample_weight, rows, coef, b, batch_size, x_scale, weight_decay, kind, lr, total_steps,
                                       start_step, True, np.empty_like(coef), np.empty_like(b))
     return np.asarray(loss_sum), np.asarray(correct)
+
+
+def linear_softmax_hessian_product(X, coef, b, vcoef, vb, x_scale, sample_weight):
+    """Backend.linear_softmax_hessian_product on the register tiles: _hessian_part's sums by parts, their
+    means by _class_mean (x_scale / n for the weights, 1 / n for the bias)."""
+    n, t, k = X.shape[0], coef.dtype, coef.shape[0]
+    both, bias = np.concatenate([coef, vcoef]), np.concatenate([b, vb])
+    sw = unweighted(t) if sample_weight is None else sample_weight
+    rows, no_rows, buffers = np.arange(n), _empty(t, k)[0], _part_buffers(n, coef)
+    hcoef, hb, zero = np.empty_like(coef), np.empty_like(b), t.type(0)
+    part = entry(_hessian_part, (0, X, rows, _NO_LABELS, sw, both, bias, zero, no_rows, *buffers), (X, both, bias))
+    reduce = entry(_class_mean, (0, buffers[0], buffers[1], 0, 0, zero, True, zero, zero, hcoef, hb, both, bias),
+                   (hcoef, hb, both, bias))
+    _batches(part, reduce, X, _NO_LABELS, sw, rows, both, bias, max(n, 1), t.type(x_scale), zero, CONSTANT, 0.0, 1, 0,
+             False, no_rows, hcoef, hb, *buffers)
+    return hcoef, hb

@@ -157,6 +157,19 @@ def row_softmax(Z, i, b, x_scale):
 
 
 @njit(**INNER)
+def hessian_row(Z, U, i, b, vb, x_scale, w):
+    """Z[i] = w p * (u - p . u) in place, p = softmax(x_scale * Z[i] + b) and u = x_scale * U[i] + vb: the
+    logits' Hessian of row i's weighted loss times the direction's logits u (a Hessian-vector product's row)."""
+    row_softmax(Z, i, b, x_scale)
+    p, u, k = Z[i], U[i], Z.shape[1]
+    pu = p.dtype.type(0)
+    for j in range(k):
+        pu += p[j] * (u[j] * x_scale + vb[j])
+    for j in range(k):
+        p[j] = w * p[j] * (u[j] * x_scale + vb[j] - pu)
+
+
+@njit(**INNER)
 def tile_softmax(z, k, m, lse, top):
     """z[r, :k] = softmax(z[r, :k]) in place for the first m rows of a tile;
     lse[r] gets the row's log-sum-exp and top[r] its argmax. Columns past k

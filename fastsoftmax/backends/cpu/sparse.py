@@ -25,7 +25,7 @@ import numpy as np
 from numba import prange
 
 from .jit import JIT, PRANGE, njit
-from .rows import learning_rate, row_softmax, unweighted
+from .rows import hessian_row, learning_rate, row_softmax, unweighted
 
 # A gradient's rows split into at most this many parts, each with its own (d, k) sums: 4 d k values
 # at most (the 2-core machine runs 2 at a time; more parts would add memory, not speed).
@@ -116,19 +116,58 @@ def _gradient_parts(data, indices, indptr, y, sw, Wt, b, x_scale, parts, dWt, db
         loss[q], hits[q] = part_loss, part_hits
 
 
+class _Parts:
+    """A pass's per-part sums: dWt (parts, d, k) and db (parts, k), for rows split into at most MAX_PARTS."""
+
+    def __init__(self, n, coef):
+        t = coef.dtype
+        self.n, self.t, self.count = n, t, max(1, min(MAX_PARTS, n // ROWS_PER_PART))
+        self.dWt, self.db = np.empty((self.count, *coef.shape[::-1]), t), np.empty((self.count, coef.shape[0]), t)
+
+    def mean(self, x_scale):
+        """(x_scale sum(dWt) / n as (k, d), sum(db) / n), the parts added in part order."""
+        for q in range(1, self.count):
+            self.dWt[0] += self.dWt[q]
+            self.db[0] += self.db[q]
+        return (self.dWt[0] * self.t.type(x_scale / self.n)).T.copy(), self.db[0] / self.t.type(self.n)
+
+
 def linear_softmax_cross_entropy(X, coef, b, y, x_scale, sample_weight):
     n, t = X.shape[0], coef.dtype
-    parts = max(1, min(MAX_PARTS, n // ROWS_PER_PART))
-    dWt, db = np.empty((parts, *coef.shape[::-1]), t), np.empty((parts, coef.shape[0]), t)
-    loss, hits = np.empty(parts), np.empty(parts, np.int64)
+    parts = _Parts(n, coef)
+    loss, hits = np.empty(parts.count), np.empty(parts.count, np.int64)
     sw = unweighted(t) if sample_weight is None else sample_weight
-    _gradient_parts(X.data, X.indices, X.indptr, y, sw, _transposed(coef), b, t.type(x_scale), parts, dWt, db, loss,
-                    hits)
-    for q in range(1, parts):  # in part order
-        dWt[0] += dWt[q]
-        db[0] += db[q]
-    return (np.asarray(loss.sum() / n, t), np.asarray(hits.sum()), (dWt[0] * t.type(x_scale / n)).T.copy(),
-            db[0] / t.type(n))
+    _gradient_parts(X.data, X.indices, X.indptr, y, sw, _transposed(coef), b, t.type(x_scale), parts.count,
+                    parts.dWt, parts.db, loss, hits)
+    return (np.asarray(loss.sum() / n, t), np.asarray(hits.sum()), *parts.mean(x_scale))
+
+
+@njit(parallel=PRANGE, **JIT)
+def _hessian_parts(data, indices, indptr, sw, Wt, Vt, b, vb, x_scale, parts, hWt, hb):
+    """Part q's unscaled sums of r x^T into hWt[q] (d, k) and of r into hb[q], r = rows.hessian_row's."""
+    n, k = indptr.shape[0] - 1, Wt.shape[1]
+    for q in prange(parts):
+        lo, hi = n * q // parts, n * (q + 1) // parts
+        hWt[q] = 0
+        hb[q] = 0
+        zu = np.empty((2, k), Wt.dtype)  # the row's logits at W, then the direction's
+        for i in range(lo, hi):
+            _row_sums(data, indices, indptr, i, Wt, zu[0])
+            _row_sums(data, indices, indptr, i, Vt, zu[1])
+            hessian_row(zu[0:1], zu[1:2], 0, b, vb, x_scale, sw[i] if sw.shape[0] else Wt.dtype.type(1))
+            _scatter(data, indices, indptr, i, Wt.dtype.type(1), zu[0], hWt[q])
+            for j in range(k):
+                hb[q, j] += zu[0, j]
+
+
+def linear_softmax_hessian_product(X, coef, b, vcoef, vb, x_scale, sample_weight):
+    """Backend.linear_softmax_hessian_product on a CSR X: O(nnz k) a product, O(parts d k) extra memory."""
+    t = coef.dtype
+    parts = _Parts(X.shape[0], coef)
+    sw = unweighted(t) if sample_weight is None else sample_weight
+    _hessian_parts(X.data, X.indices, X.indptr, sw, _transposed(coef), _transposed(vcoef), b, vb, t.type(x_scale),
+                   parts.count, parts.dWt, parts.db)
+    return parts.mean(x_scale)
 
 
 @njit(parallel=PRANGE, **JIT)

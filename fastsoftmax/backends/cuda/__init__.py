@@ -6,7 +6,8 @@ write no logits; and, where W does not fit, large.py (cuBLAS for the two
 matmuls, a fused pass over each chunk of logits, one launch per SGD step). A
 CSR X (fastsoftmax.arrays.CSR) runs on sparse.py's kernels, never densified.
 The kernels that start from given logits are in logits.py, the many-model
-epoch of sweeps in sweep.py, the epoch's order of rows and row helpers in
+epoch of sweeps in sweep.py, the Hessian-vector product of second-order
+solvers in hessian.py, the epoch's order of rows and row helpers in
 rows.py, NVRTC and the device's attributes in compile.py. The CUDA sources
 are kernels/*.cu.
 """
@@ -14,11 +15,12 @@ are kernels/*.cu.
 from __future__ import annotations
 
 from ...arrays import CSR
-from . import fused, large, sparse, sweep
+from . import fused, hessian, large, sparse, sweep
 from .logits import count_correct, softmax_cross_entropy
 from .rows import shuffle
 
-__all__ = ["count_correct", "linear_logits", "linear_softmax", "linear_softmax_cross_entropy", "shuffle",
+__all__ = ["count_correct", "linear_logits", "linear_softmax", "linear_softmax_cross_entropy",
+           "linear_softmax_hessian_product", "shuffle",
            "softmax_cross_entropy", "train_epoch", "train_epoch_many"]
 
 
@@ -40,6 +42,11 @@ def linear_softmax_cross_entropy(X, coef, b, y, x_scale, sample_weight):
     else:
         path = fused if fused.gradient_fits(X, coef) else large
     return path.linear_softmax_cross_entropy(X, coef, b, y, x_scale, sample_weight)
+
+
+def linear_softmax_hessian_product(X, coef, b, vcoef, vb, x_scale, sample_weight):
+    path = sparse if isinstance(X, CSR) else hessian
+    return path.linear_softmax_hessian_product(X, coef, b, vcoef, vb, x_scale, sample_weight)
 
 
 def train_epoch(X, y, rows, coef, b, batch_size, x_scale, weight_decay, kind, lr, total_steps, start_step,

@@ -45,6 +45,7 @@ import numpy as np
 from ...kernels.geometry import ROWS_PER_WARP_BLOCK, THREADS, template_id
 from ...reference.schedules import learning_rate
 from . import compile as nvrtc
+from .hessian import HessianRows
 from .rows import rows_grid
 
 # Elements of a chunk's g (rows x k): 16 MB in fp32, as large.py's chunks.
@@ -150,6 +151,30 @@ def linear_softmax_cross_entropy(X, coef, b, y, x_scale, sample_weight):
     for first in range(0, n, chunks.chunk):
         chunks(X, None, first, min(chunks.chunk, n - first), y, sample_weight, V, b, plan, dV, db)
     return chunks.loss.reshape(()) / t.type(n), chunks.hits.reshape(()), cp.ascontiguousarray(dV.T), db
+
+
+def linear_softmax_hessian_product(X, coef, b, vcoef, vb, x_scale, sample_weight):
+    """Backend.linear_softmax_hessian_product on a CSR X by chunks of rows (hessian.py's formula): a chunk's
+    logits at W and along the direction side by side from its non-zeros (sparse_logits at [V | the
+    direction's], (d, 2k)), hessian.HessianRows' r, scattered into hV times x_scale / n (sparse_scatter)
+    and summed by columns for the bias; O(chunk k + d k) beyond X."""
+    (n, d), k, t = X.shape, coef.shape[0], coef.dtype
+    both = _transposed(cp.concatenate([coef, vcoef]))  # (d, 2k)
+    chunk = min(chunk_rows(2 * k), n)
+    zu, rows = cp.empty((chunk, 2 * k), t), HessianRows(t, k, chunk)
+    plan = cp.asarray(np.array([x_scale, x_scale / n, 1.0 / n], t))  # sparse_scatter's c is plan[1]
+    hV, hb = cp.zeros((d, k), t), cp.zeros(k, t)
+    logits, scatter = (_kernel(name, t, X.indices.dtype) for name in ("sparse_logits", "sparse_scatter"))
+    for first in range(0, n, chunk):
+        count = min(chunk, n - first)
+        z, grid = zu[:count], rows_grid(count)
+        logits((grid,), (THREADS,), (X.data, X.indices, X.indptr[first : first + count + 1], np.int64(count), both,
+                                     np.int32(2 * k), z))
+        r = rows(z, b, vb, x_scale, sample_weight, first)
+        scatter((grid,), (THREADS,), (X.data, X.indices, X.indptr, nvrtc.NULL, np.int64(first), np.int32(count), r,
+                                      plan, np.int32(k), np.int32(1), hV))
+        hb += r.sum(axis=0)
+    return cp.ascontiguousarray(hV.T), hb / t.type(n)
 
 
 def _plan(t, m, n, batch_size, x_scale, weight_decays, kind, lrs, total_steps, start_step):
