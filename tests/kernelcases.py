@@ -78,12 +78,13 @@ def check_all_kernels(xp, X, W, b, y, x_scale):
 
 def check_hessian_product(xp, Xd, dense, W, b, x_scale, sample_weight=None):
     """linear_softmax_hessian_product on Xd (dense's copy on xp's device) along a random direction, with
-    and without row weights, against the reference on dense."""
+    and without row weights, computing the softmax at W or given it, against the reference on dense."""
     rng = np.random.default_rng(W.shape[0])
     V, vb = rng.standard_normal(W.shape).astype(W.dtype), rng.standard_normal(b.shape).astype(W.dtype)
     weights = rng.random(dense.shape[0]) + 0.1 if sample_weight is None else sample_weight
-    for w in (None, weights):
-        HV, hb = fs.linear_softmax_hessian_product(Xd, *on(xp, W, b, V, vb), x_scale=x_scale,
+    P = fs.linear_softmax(Xd, *on(xp, W, b), x_scale=x_scale)
+    for w, given in ((None, None), (weights, None), (None, P), (weights, P)):
+        HV, hb = fs.linear_softmax_hessian_product(Xd, *on(xp, W, b, V, vb), x_scale=x_scale, probabilities=given,
                                                    sample_weight=None if w is None else xp.asarray(w))
         r_HV, r_hb = ref.linear_softmax_hessian_product(dense, W, b, V, vb, x_scale=x_scale, sample_weight=w)
         assert type(HV) is type(xp.asarray(W)) and HV.dtype == W.dtype and hb.dtype == W.dtype

@@ -165,6 +165,15 @@ def test_hessian_product_refuses_a_direction_of_another_shape():
         fs.linear_softmax_hessian_product(X, W, b, np.zeros((4, 3)), np.zeros(3))
     with pytest.raises(ValueError, match="must be finite"):
         fs.linear_softmax_hessian_product(X, W, b, np.full((4, 2), np.nan), np.zeros(2))
+    with pytest.raises(ValueError, match=r"probabilities must be linear_softmax\(X, W, b\)'s \(3, 2\)"):
+        fs.linear_softmax_hessian_product(X, W, b, W, b, probabilities=np.full((2, 2), 0.5))
+
+
+def test_newton_steps_keep_the_softmax_only_where_it_is_no_larger_than_x():
+    from fastsoftmax.solvers.objective import keeps_probabilities
+
+    assert keeps_probabilities(np.zeros((100, 784), np.uint8), 10, np.float64)  # 80 bytes a row against 784
+    assert not keeps_probabilities(np.zeros((100, 64), np.float32), 1000, np.float32)  # 10^5 classes' worth
 
 
 def cupyx_csr(X):

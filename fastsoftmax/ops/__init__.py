@@ -122,19 +122,24 @@ def linear_softmax_cross_entropy(X, W, b, y, *, x_scale=1.0, sample_weight=None)
     return loss, correct, dcoef.T, db
 
 
-def linear_softmax_hessian_product(X, W, b, V, vb, *, x_scale=1.0, sample_weight=None, check_input=True):
+def linear_softmax_hessian_product(X, W, b, V, vb, *, x_scale=1.0, sample_weight=None, probabilities=None,
+                                   check_input=True):
     """(HV, Hvb): the Hessian of linear_softmax_cross_entropy's loss in (W, b) times the direction (V, vb).
 
     V (d, k) and vb (k,) have W's and b's shapes (taken in W's dtype); the
     results too. One pass over X, as the gradient's: per chunk of rows, the
     logits at W and the direction's in one product, then r^T X (the rows' r
     in reference.kernels.linear_softmax_hessian_product); never the (n, k)
-    logits. sample_weight as linear_softmax_cross_entropy's. Newton solvers
-    (solvers/newton.py) call it once per conjugate-gradient step; they pass
-    check_input=False with arrays as the checks return them (module docstring)
-    and V, vb of W's dtype, V C-contiguous as (k, d) transposed.
+    logits. probabilities: None, or linear_softmax(X, W, b, x_scale=x_scale),
+    which the product then reads instead of computing the logits at W (a third
+    fewer FLOPs: worth its n x k memory where many products share one W, as a
+    Newton step's do). sample_weight as linear_softmax_cross_entropy's. The
+    Newton solver (solvers/newton.py) calls it once per conjugate-gradient
+    step; check_input=False takes arrays as the checks return them (module
+    docstring), V and vb of W's dtype, V C-contiguous as (k, d) transposed,
+    and probabilities of W's dtype, C-contiguous.
     """
-    xp, backend = backend_of(X, W, b, V, vb)
+    xp, backend = backend_of(X, W, b, V, vb, *([] if probabilities is None else [probabilities]))
     if check_input:
         X, coef, b, x_scale = _linear_inputs(X, W, b, x_scale, xp)
         V, vb = xp.asarray(V), xp.asarray(vb)
@@ -143,9 +148,14 @@ def linear_softmax_hessian_product(X, W, b, V, vb, *, x_scale=1.0, sample_weight
                              f"{b.shape}, got {V.shape} and {vb.shape}")
         vcoef, vb = check_weights(V.astype(coef.dtype, copy=False), vb, X.shape[1], xp)
         sample_weight = check_sample_weight(sample_weight, X.shape[0], coef.dtype, xp)
+        if probabilities is not None:
+            probabilities = check_matrix(probabilities, "probabilities", xp, (coef.dtype,), min_cols=coef.shape[0])
+            if probabilities.shape != (X.shape[0], coef.shape[0]):
+                raise ValueError(f"probabilities must be linear_softmax(X, W, b)'s ({X.shape[0]}, "
+                                 f"{coef.shape[0]}), got shape {probabilities.shape}")
     else:
         coef, vcoef = W.T, V.T
-    hcoef, hb = backend.linear_softmax_hessian_product(X, coef, b, vcoef, vb, x_scale, sample_weight)
+    hcoef, hb = backend.linear_softmax_hessian_product(X, coef, b, vcoef, vb, x_scale, sample_weight, probabilities)
     return hcoef.T, hb
 
 

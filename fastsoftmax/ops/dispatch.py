@@ -161,8 +161,9 @@ class Backend(Protocol):
         """(loss, correct, dcoef, db): the 0-d loss sum(w_i * loss_i) / n and argmax hits (unweighted);
         dcoef (k, d) and db the gradient of that loss."""
 
-    def linear_softmax_hessian_product(self, X, coef, b, vcoef, vb, x_scale, sample_weight):
-        """(hcoef (k, d), hb): that loss's Hessian in (coef, b) times the direction (vcoef (k, d), vb)."""
+    def linear_softmax_hessian_product(self, X, coef, b, vcoef, vb, x_scale, sample_weight, P):
+        """(hcoef (k, d), hb): that loss's Hessian in (coef, b) times the direction (vcoef (k, d), vb);
+        P: None, or the (n, k) C-contiguous softmax at (coef, b), which the product then reads."""
 
     def count_correct(self, scores, y):
         """The 0-d int64 count of rows whose argmax is y."""

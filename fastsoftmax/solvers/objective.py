@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from .. import ops
-from ..arrays import to_numpy
+from ..arrays import CSR, to_numpy
 
 
 def fused_gradient(xp, X, y, x_scale, dtype, sample_weight=None):
@@ -37,15 +37,28 @@ def fused_gradient(xp, X, y, x_scale, dtype, sample_weight=None):
 
 def fused_hessian_product(xp, X, x_scale, dtype, sample_weight=None):
     """product(W, bias, V, vb) over X in memory: the mean loss's Hessian at (W, bias) times (V, vb), one
-    fused pass (ops.linear_softmax_hessian_product); the host vector of its W part (raveled), then its bias part."""
+    fused pass (ops.linear_softmax_hessian_product); the host vector of its W part (raveled), then its bias
+    part. Where keeps_probabilities allows, the softmax at the latest (W, bias) is kept (one forward pass)
+    and the products at that point read it: a Newton step's products share their point."""
+    kept = {}
 
     def product(W, bias, V, vb):
+        Wd, bd = xp.asarray(W.T, dtype=dtype), xp.asarray(bias, dtype=dtype)
+        if keeps_probabilities(X, W.shape[0], dtype) and not (
+                "W" in kept and np.array_equal(kept["W"], W) and np.array_equal(kept["bias"], bias)):
+            kept.update(W=W.copy(), bias=bias.copy(), P=ops.linear_softmax(X, Wd, bd, x_scale=x_scale))
         HV, hb = ops.linear_softmax_hessian_product(
-            X, xp.asarray(W.T, dtype=dtype), xp.asarray(bias, dtype=dtype), xp.asarray(V.T, dtype=dtype),
-            xp.asarray(vb, dtype=dtype), x_scale=x_scale, sample_weight=sample_weight)
+            X, Wd, bd, xp.asarray(V.T, dtype=dtype), xp.asarray(vb, dtype=dtype), x_scale=x_scale,
+            sample_weight=sample_weight, probabilities=kept.get("P"))
         return to_numpy(xp.concatenate([HV.T.ravel(), hb]))
 
     return product
+
+
+def keeps_probabilities(X, k, dtype):
+    """Whether the Hessian products may keep the (n, k) softmax: where it is no larger than X itself."""
+    size = X.data.nbytes + X.indices.nbytes if isinstance(X, CSR) else X.nbytes
+    return X.shape[0] * k * np.dtype(dtype).itemsize <= size
 
 
 def penalty(C, rows):

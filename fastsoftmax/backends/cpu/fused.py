@@ -175,10 +175,12 @@ def _rows_part(q, X, rows, y, sw, coef, b, x_scale, P, part_dcoef, part_db, part
 def _hessian_part(q, X, rows, y, sw, both, bias, x_scale, P, part_dcoef, part_db, part_loss, part_hits):
     """Part q's unscaled sums of a Hessian-vector product (hessian.py has the formula), in _rows_part's
     signature so that _batches runs it: both = [coef; vcoef] (2k, d) and bias = [b; vb], so one
-    _tile_logits pass over a tile gives the logits at W and along the direction; per row, r =
-    rows.hessian_row's, its rank update into part_dcoef[q] and its sum into part_db[q]. y and P unused."""
+    _tile_logits pass over a tile gives the logits at W and along the direction; or, where P has rows
+    (the softmax at W, given), both = vcoef and bias = vb alone. Per row, r = rows.hessian_row's, its
+    rank update into part_dcoef[q] and its sum into part_db[q]. y unused."""
     lo, hi = part_bounds(rows.shape[0], q)
-    k = both.shape[0] // 2
+    given = P.shape[0] > 0
+    k = both.shape[0] // (1 if given else 2)
     xf, zu, _, _ = _tile_buffers(both, 2 * k)
     r = np.zeros((TILE, k + k % 2), both.dtype)
     zero = np.zeros(k, both.dtype)  # the logits come scaled and biased: hessian_row adds nothing
@@ -187,10 +189,13 @@ def _hessian_part(q, X, rows, y, sw, both, bias, x_scale, P, part_dcoef, part_db
     part_db[q] = 0
     for t in range(lo, hi, TILE):
         m = load_tile(X, rows, t, hi, xf)
-        _tile_logits(xf, both, bias, x_scale, zu)
+        _tile_logits(xf, both, bias, x_scale, zu[:, k:] if given else zu)
         for i in range(m):
+            if given:
+                for j in range(k):
+                    zu[i, j] = P[rows[t + i], j]
             hessian_row(zu[:, :k], zu[:, k:], i, zero, zero, both.dtype.type(1),
-                        sw[rows[t + i]] if weighted else both.dtype.type(1))
+                        sw[rows[t + i]] if weighted else both.dtype.type(1), not given)
             for j in range(k):
                 r[i, j] = zu[i, j]
                 part_db[q, j] += zu[i, j]
@@ -329,17 +334,20 @@ def train_epoch(X, y, rows, coef, b, batch_size, x_scale, weight_decay, kind, lr
     return np.asarray(loss_sum), np.asarray(correct)
 
 
-def linear_softmax_hessian_product(X, coef, b, vcoef, vb, x_scale, sample_weight):
+def linear_softmax_hessian_product(X, coef, b, vcoef, vb, x_scale, sample_weight, P):
     """Backend.linear_softmax_hessian_product on the register tiles: _hessian_part's sums by parts, their
     means by _class_mean (x_scale / n for the weights, 1 / n for the bias)."""
     n, t, k = X.shape[0], coef.dtype, coef.shape[0]
-    both, bias = np.concatenate([coef, vcoef]), np.concatenate([b, vb])
+    if P is None:
+        both, bias, P = np.concatenate([coef, vcoef]), np.concatenate([b, vb]), _empty(t, k)[0]
+    else:  # the softmax at W given: the tiles compute the direction's logits alone
+        both, bias = vcoef.copy(), vb.copy()  # writable, as _class_mean's types want them
     sw = unweighted(t) if sample_weight is None else sample_weight
-    rows, no_rows, buffers = np.arange(n), _empty(t, k)[0], _part_buffers(n, coef)
+    rows, buffers = np.arange(n), _part_buffers(n, coef)
     hcoef, hb, zero = np.empty_like(coef), np.empty_like(b), t.type(0)
-    part = entry(_hessian_part, (0, X, rows, _NO_LABELS, sw, both, bias, zero, no_rows, *buffers), (X, both, bias))
+    part = entry(_hessian_part, (0, X, rows, _NO_LABELS, sw, both, bias, zero, P, *buffers), (X, both, bias, P))
     reduce = entry(_class_mean, (0, buffers[0], buffers[1], 0, 0, zero, True, zero, zero, hcoef, hb, both, bias),
                    (hcoef, hb, both, bias))
     _batches(part, reduce, X, _NO_LABELS, sw, rows, both, bias, max(n, 1), t.type(x_scale), zero, CONSTANT, 0.0, 1, 0,
-             False, no_rows, hcoef, hb, *buffers)
+             False, P, hcoef, hb, *buffers)
     return hcoef, hb

@@ -24,9 +24,10 @@ from .rows import hessian_row, n_parts, part_bounds, unweighted
 
 
 @njit(**JIT)
-def _hessian_rows(zu, k, b, vb, x_scale, weights, part_db):
-    """zu (rows, 2k) = [logits at W, the direction's logits], unscaled: its first k columns become r in
-    place (rows.hessian_row, w the row's weight, 1 where weights is empty); part q's sums of r into part_db[q]."""
+def _hessian_rows(zu, k, b, vb, x_scale, weights, softmax, part_db):
+    """zu (rows, 2k) = [logits at W (softmax False: their softmax, given), the direction's logits],
+    unscaled: its first k columns become r in place (rows.hessian_row, w the row's weight, 1 where
+    weights is empty); part q's sums of r into part_db[q]."""
     n = zu.shape[0]
     Z, U = zu[:, :k], zu[:, k:]
     for q in range(n_parts(n)):
@@ -34,15 +35,16 @@ def _hessian_rows(zu, k, b, vb, x_scale, weights, part_db):
         db = part_db[q]
         db[:] = 0
         for i in range(lo, hi):
-            hessian_row(Z, U, i, b, vb, x_scale, weights[i] if weights.shape[0] else zu.dtype.type(1))
+            hessian_row(Z, U, i, b, vb, x_scale, weights[i] if weights.shape[0] else zu.dtype.type(1), softmax)
             for j in range(k):
                 db[j] += Z[i, j]
 
 
-def linear_softmax_hessian_product(X, coef, b, vcoef, vb, x_scale, sample_weight):
-    """Backend.linear_softmax_hessian_product on a dense X: (hcoef (k, d), hb (k,)) by chunks of rows."""
+def linear_softmax_hessian_product(X, coef, b, vcoef, vb, x_scale, sample_weight, P):
+    """Backend.linear_softmax_hessian_product on a dense X: (hcoef (k, d), hb (k,)) by chunks of rows; with
+    P (the softmax at W, given), the gemm computes the direction's logits alone."""
     (n, d), (k, t) = X.shape, (coef.shape[0], coef.dtype)
-    both = np.concatenate([coef, vcoef])  # (2k, d): both logits from one gemm
+    both = np.concatenate([coef, vcoef]) if P is None else vcoef  # (2k, d): both logits from one gemm
     chunk = min(chunk_rows(2 * k, d), n)
     rows_of, zu = ChunkRows(t, chunk), np.empty((chunk, 2 * k), t)
     part_db = np.empty((n_parts(chunk), k), t)
@@ -51,9 +53,13 @@ def linear_softmax_hessian_product(X, coef, b, vcoef, vb, x_scale, sample_weight
     for lo in range(0, n, chunk):
         count = min(chunk, n - lo)
         x, z = rows_of(X, None, lo, count), zu[:count]
-        np.matmul(x, both.T, out=z)
+        if P is None:
+            np.matmul(x, both.T, out=z)
+        else:
+            z[:, :k] = P[lo : lo + count]
+            np.matmul(x, both.T, out=z[:, k:])
         _hessian_rows(z, k, b, vb, t.type(x_scale), weights[lo : lo + count] if weights.shape[0] else weights,
-                      part_db)
+                      P is None, part_db)
         for q in range(n_parts(count)):  # in part order
             hb += part_db[q]
         np.matmul(z[:, :k].T, x, out=product)

@@ -157,10 +157,12 @@ def row_softmax(Z, i, b, x_scale):
 
 
 @njit(**INNER)
-def hessian_row(Z, U, i, b, vb, x_scale, w):
-    """Z[i] = w p * (u - p . u) in place, p = softmax(x_scale * Z[i] + b) and u = x_scale * U[i] + vb: the
-    logits' Hessian of row i's weighted loss times the direction's logits u (a Hessian-vector product's row)."""
-    row_softmax(Z, i, b, x_scale)
+def hessian_row(Z, U, i, b, vb, x_scale, w, softmax):
+    """Z[i] = w p * (u - p . u) in place, p = softmax(x_scale * Z[i] + b) (softmax False: p = Z[i], given)
+    and u = x_scale * U[i] + vb: the logits' Hessian of row i's weighted loss times the direction's logits
+    u (a Hessian-vector product's row)."""
+    if softmax:
+        row_softmax(Z, i, b, x_scale)
     p, u, k = Z[i], U[i], Z.shape[1]
     pu = p.dtype.type(0)
     for j in range(k):

@@ -143,8 +143,10 @@ def linear_softmax_cross_entropy(X, coef, b, y, x_scale, sample_weight):
 
 
 @njit(parallel=PRANGE, **JIT)
-def _hessian_parts(data, indices, indptr, sw, Wt, Vt, b, vb, x_scale, parts, hWt, hb):
-    """Part q's unscaled sums of r x^T into hWt[q] (d, k) and of r into hb[q], r = rows.hessian_row's."""
+def _hessian_parts(data, indices, indptr, sw, Wt, Vt, b, vb, x_scale, P, parts, hWt, hb):
+    """Part q's unscaled sums of r x^T into hWt[q] (d, k) and of r into hb[q], r = rows.hessian_row's;
+    where P has rows, the softmax at W is P's row (given), and Wt is not read."""
+    given = P.shape[0] > 0
     n, k = indptr.shape[0] - 1, Wt.shape[1]
     for q in prange(parts):
         lo, hi = n * q // parts, n * (q + 1) // parts
@@ -152,21 +154,25 @@ def _hessian_parts(data, indices, indptr, sw, Wt, Vt, b, vb, x_scale, parts, hWt
         hb[q] = 0
         zu = np.empty((2, k), Wt.dtype)  # the row's logits at W, then the direction's
         for i in range(lo, hi):
-            _row_sums(data, indices, indptr, i, Wt, zu[0])
+            if given:
+                zu[0] = P[i]
+            else:
+                _row_sums(data, indices, indptr, i, Wt, zu[0])
             _row_sums(data, indices, indptr, i, Vt, zu[1])
-            hessian_row(zu[0:1], zu[1:2], 0, b, vb, x_scale, sw[i] if sw.shape[0] else Wt.dtype.type(1))
+            hessian_row(zu[0:1], zu[1:2], 0, b, vb, x_scale, sw[i] if sw.shape[0] else Wt.dtype.type(1), not given)
             _scatter(data, indices, indptr, i, Wt.dtype.type(1), zu[0], hWt[q])
             for j in range(k):
                 hb[q, j] += zu[0, j]
 
 
-def linear_softmax_hessian_product(X, coef, b, vcoef, vb, x_scale, sample_weight):
+def linear_softmax_hessian_product(X, coef, b, vcoef, vb, x_scale, sample_weight, P):
     """Backend.linear_softmax_hessian_product on a CSR X: O(nnz k) a product, O(parts d k) extra memory."""
     t = coef.dtype
     parts = _Parts(X.shape[0], coef)
     sw = unweighted(t) if sample_weight is None else sample_weight
-    _hessian_parts(X.data, X.indices, X.indptr, sw, _transposed(coef), _transposed(vcoef), b, vb, t.type(x_scale),
-                   parts.count, parts.dWt, parts.db)
+    Wt = _transposed(coef) if P is None else np.empty((0, coef.shape[0]), t)
+    _hessian_parts(X.data, X.indices, X.indptr, sw, Wt, _transposed(vcoef), b, vb, t.type(x_scale),
+                   np.empty((0, coef.shape[0]), t) if P is None else P, parts.count, parts.dWt, parts.db)
     return parts.mean(x_scale)
 
 

@@ -44,9 +44,9 @@ def linear_softmax_cross_entropy(X, coef, b, y, x_scale, sample_weight):
     return path.linear_softmax_cross_entropy(X, coef, b, y, x_scale, sample_weight)
 
 
-def linear_softmax_hessian_product(X, coef, b, vcoef, vb, x_scale, sample_weight):
+def linear_softmax_hessian_product(X, coef, b, vcoef, vb, x_scale, sample_weight, P):
     path = sparse if isinstance(X, CSR) else hessian
-    return path.linear_softmax_hessian_product(X, coef, b, vcoef, vb, x_scale, sample_weight)
+    return path.linear_softmax_hessian_product(X, coef, b, vcoef, vb, x_scale, sample_weight, P)
 
 
 def train_epoch(X, y, rows, coef, b, batch_size, x_scale, weight_decay, kind, lr, total_steps, start_step,

@@ -22,7 +22,9 @@ from .rows import rows_grid, rows_of
 
 
 class HessianRows:
-    """kernels/softmax_rows.cu's hessian_rows for chunks of up to `chunk` rows, and its output r (chunk, k)."""
+    """The rows r of a Hessian product for chunks of up to `chunk` rows, into r (chunk, k): from [z | u]
+    by kernels/softmax_rows.cu's hessian_rows, or, where the softmax P at W is given, from P and u by
+    CuPy's elementwise and row sums."""
 
     def __init__(self, t, k: int, chunk: int):
         self.t, self.k = t, k
@@ -37,11 +39,21 @@ class HessianRows:
                                                        np.int64(first), self.r))
         return self.r[:count]
 
+    def given(self, p, u, vb, x_scale, sample_weight, first: int):
+        """r[:count] of the chunk's softmax p (count, k) at W and its unscaled direction logits u."""
+        v = u * self.t.type(x_scale) + vb
+        r = self.r[: p.shape[0]]
+        cp.multiply(p, v - (p * v).sum(axis=1, keepdims=True), out=r)
+        if sample_weight is not None:
+            r *= sample_weight[first : first + p.shape[0], None]
+        return r
 
-def linear_softmax_hessian_product(X, coef, b, vcoef, vb, x_scale, sample_weight):
-    """Backend.linear_softmax_hessian_product on a dense X: (hcoef (k, d), hb (k,)) by chunks of rows."""
+
+def linear_softmax_hessian_product(X, coef, b, vcoef, vb, x_scale, sample_weight, P):
+    """Backend.linear_softmax_hessian_product on a dense X: (hcoef (k, d), hb (k,)) by chunks of rows; with
+    P (the softmax at W, given), the product computes the direction's logits alone."""
     (n, d), (k, t) = X.shape, (coef.shape[0], coef.dtype)
-    both = cp.concatenate([coef, vcoef])  # (2k, d): both logits from one product
+    both = cp.concatenate([coef, vcoef]) if P is None else vcoef  # (2k, d): both logits from one product
     chunk = min(chunk_rows(2 * k, d), n)
     zu, buffer = cp.empty((chunk, 2 * k), t), None if X.dtype == t else cp.empty((chunk, d), t)
     rows = HessianRows(t, k, chunk)
@@ -49,8 +61,11 @@ def linear_softmax_hessian_product(X, coef, b, vcoef, vb, x_scale, sample_weight
     for first in range(0, n, chunk):
         count = min(chunk, n - first)
         x, z = rows_of(X, None, first, count, buffer), zu[:count]
-        cp.matmul(x, both.T, out=z)
-        r = rows(z, b, vb, x_scale, sample_weight, first)
+        if P is None:
+            cp.matmul(x, both.T, out=z)
+            r = rows(z, b, vb, x_scale, sample_weight, first)
+        else:
+            r = rows.given(P[first : first + count], cp.matmul(x, both.T), vb, x_scale, sample_weight, first)
         hcoef += cp.matmul(r.T, x)
         hb += r.sum(axis=0)
     hcoef *= t.type(x_scale / n)

@@ -153,15 +153,17 @@ def linear_softmax_cross_entropy(X, coef, b, y, x_scale, sample_weight):
     return chunks.loss.reshape(()) / t.type(n), chunks.hits.reshape(()), cp.ascontiguousarray(dV.T), db
 
 
-def linear_softmax_hessian_product(X, coef, b, vcoef, vb, x_scale, sample_weight):
+def linear_softmax_hessian_product(X, coef, b, vcoef, vb, x_scale, sample_weight, P):
     """Backend.linear_softmax_hessian_product on a CSR X by chunks of rows (hessian.py's formula): a chunk's
     logits at W and along the direction side by side from its non-zeros (sparse_logits at [V | the
-    direction's], (d, 2k)), hessian.HessianRows' r, scattered into hV times x_scale / n (sparse_scatter)
-    and summed by columns for the bias; O(chunk k + d k) beyond X."""
+    direction's], (d, 2k); the direction's alone where P, the softmax at W, is given),
+    hessian.HessianRows' r, scattered into hV times x_scale / n (sparse_scatter) and summed by columns for
+    the bias; O(chunk k + d k) beyond X."""
     (n, d), k, t = X.shape, coef.shape[0], coef.dtype
-    both = _transposed(cp.concatenate([coef, vcoef]))  # (d, 2k)
+    width = 2 * k if P is None else k
+    both = _transposed(cp.concatenate([coef, vcoef]) if P is None else vcoef)  # (d, width)
     chunk = min(chunk_rows(2 * k), n)
-    zu, rows = cp.empty((chunk, 2 * k), t), HessianRows(t, k, chunk)
+    zu, rows = cp.empty((chunk, width), t), HessianRows(t, k, chunk)
     plan = cp.asarray(np.array([x_scale, x_scale / n, 1.0 / n], t))  # sparse_scatter's c is plan[1]
     hV, hb = cp.zeros((d, k), t), cp.zeros(k, t)
     logits, scatter = (_kernel(name, t, X.indices.dtype) for name in ("sparse_logits", "sparse_scatter"))
@@ -169,8 +171,11 @@ def linear_softmax_hessian_product(X, coef, b, vcoef, vb, x_scale, sample_weight
         count = min(chunk, n - first)
         z, grid = zu[:count], rows_grid(count)
         logits((grid,), (THREADS,), (X.data, X.indices, X.indptr[first : first + count + 1], np.int64(count), both,
-                                     np.int32(2 * k), z))
-        r = rows(z, b, vb, x_scale, sample_weight, first)
+                                     np.int32(width), z))
+        if P is None:
+            r = rows(z, b, vb, x_scale, sample_weight, first)
+        else:
+            r = rows.given(P[first : first + count], z, vb, x_scale, sample_weight, first)
         scatter((grid,), (THREADS,), (X.data, X.indices, X.indptr, nvrtc.NULL, np.int64(first), np.int32(count), r,
                                       plan, np.int32(k), np.int32(1), hV))
         hb += r.sum(axis=0)
