@@ -20,6 +20,9 @@ from .. import ops
 from ..arrays import CSR, to_numpy
 
 
+KEPT_BYTES = 1 << 26  # 64 MiB
+
+
 def fused_gradient(xp, X, y, x_scale, dtype, sample_weight=None):
     """gradient(W, bias) over X and y in memory: one fused pass (ops.linear_softmax_cross_entropy), of the
     mean loss or, with sample_weight, the weighted mean sum(w_i loss_i) / sum(w); the host vector of W's
@@ -56,9 +59,10 @@ def fused_hessian_product(xp, X, x_scale, dtype, sample_weight=None):
 
 
 def keeps_probabilities(X, k, dtype):
-    """Whether the Hessian products may keep the (n, k) softmax: where it is no larger than X itself."""
+    """Whether the Hessian products may keep the (n, k) softmax: where it is no larger than X itself, or
+    than KEPT_BYTES (TF-IDF's 36,695 rows x 20 classes: 5.9 MB against its CSR's 4.6 MB)."""
     size = X.data.nbytes + X.indices.nbytes if isinstance(X, CSR) else X.nbytes
-    return X.shape[0] * k * np.dtype(dtype).itemsize <= size
+    return X.shape[0] * k * np.dtype(dtype).itemsize <= max(size, KEPT_BYTES)
 
 
 def penalty(C, rows):
