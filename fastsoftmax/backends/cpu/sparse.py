@@ -143,10 +143,8 @@ def linear_softmax_cross_entropy(X, coef, b, y, x_scale, sample_weight):
 
 
 @njit(parallel=PRANGE, **JIT)
-def _hessian_parts(data, indices, indptr, sw, Wt, Vt, b, vb, x_scale, P, parts, hWt, hb):
-    """Part q's unscaled sums of r x^T into hWt[q] (d, k) and of r into hb[q], r = rows.hessian_row's;
-    where P has rows, the softmax at W is P's row (given), and Wt is not read."""
-    given = P.shape[0] > 0
+def _hessian_parts(data, indices, indptr, sw, Wt, Vt, b, vb, x_scale, parts, hWt, hb):
+    """Part q's unscaled sums of r x^T into hWt[q] (d, k) and of r into hb[q], r = rows.hessian_row's."""
     n, k = indptr.shape[0] - 1, Wt.shape[1]
     for q in prange(parts):
         lo, hi = n * q // parts, n * (q + 1) // parts
@@ -154,25 +152,59 @@ def _hessian_parts(data, indices, indptr, sw, Wt, Vt, b, vb, x_scale, P, parts, 
         hb[q] = 0
         zu = np.empty((2, k), Wt.dtype)  # the row's logits at W, then the direction's
         for i in range(lo, hi):
-            if given:
-                zu[0] = P[i]
-            else:
-                _row_sums(data, indices, indptr, i, Wt, zu[0])
+            _row_sums(data, indices, indptr, i, Wt, zu[0])
             _row_sums(data, indices, indptr, i, Vt, zu[1])
-            hessian_row(zu[0:1], zu[1:2], 0, b, vb, x_scale, sw[i] if sw.shape[0] else Wt.dtype.type(1), not given)
+            hessian_row(zu[0:1], zu[1:2], 0, b, vb, x_scale, sw[i] if sw.shape[0] else Wt.dtype.type(1), True)
             _scatter(data, indices, indptr, i, Wt.dtype.type(1), zu[0], hWt[q])
             for j in range(k):
                 hb[q, j] += zu[0, j]
 
 
+@njit(parallel=PRANGE, **JIT)
+def _direction_rows(data, indices, indptr, sw, Vt, vb, x_scale, P, R):
+    """R[i] = rows.hessian_row's r of row i from the softmax at W, P[i] (given), ROWS_PER_PART rows a task."""
+    n, k = R.shape
+    for block in prange((n + ROWS_PER_PART - 1) // ROWS_PER_PART):
+        u = np.empty((1, k), R.dtype)  # the row's direction logits
+        for i in range(block * ROWS_PER_PART, min(n, (block + 1) * ROWS_PER_PART)):
+            R[i] = P[i]
+            _row_sums(data, indices, indptr, i, Vt, u[0])
+            hessian_row(R[i : i + 1], u, 0, vb, vb, x_scale, sw[i] if sw.shape[0] else R.dtype.type(1), False)
+
+
+@njit(parallel=PRANGE, **JIT)
+def _feature_sums(tdata, tindices, tindptr, R, out):
+    """out[j] = sum over feature j's non-zeros (a CSC's: tindices are their rows) of value * R[row]: X^T R,
+    a feature per task, each written once."""
+    k = R.shape[1]
+    for j in prange(out.shape[0]):
+        o = out[j]
+        o[:] = 0
+        for e in range(tindptr[j], tindptr[j + 1]):
+            v, r = tdata[e], R[tindices[e]]
+            for c in range(k):
+                o[c] += v * r[c]
+
+
 def linear_softmax_hessian_product(X, coef, b, vcoef, vb, x_scale, sample_weight, P):
-    """Backend.linear_softmax_hessian_product on a CSR X: O(nnz k) a product, O(parts d k) extra memory."""
+    """Backend.linear_softmax_hessian_product on a CSR X: O(nnz k) a product. With P (the softmax at W,
+    given) the rows' r go into an (n, k) buffer, as P itself, and X^T r runs over X's columns (a CSC copy
+    of X, O(nnz), made per call: ~3 ms at 400k non-zeros), each feature's sums written once; without,
+    parts of rows scatter into O(parts d k) sums."""
     t = coef.dtype
-    parts = _Parts(X.shape[0], coef)
     sw = unweighted(t) if sample_weight is None else sample_weight
-    Wt = _transposed(coef) if P is None else np.empty((0, coef.shape[0]), t)
-    _hessian_parts(X.data, X.indices, X.indptr, sw, Wt, _transposed(vcoef), b, vb, t.type(x_scale),
-                   np.empty((0, coef.shape[0]), t) if P is None else P, parts.count, parts.dWt, parts.db)
+    if P is not None:
+        import scipy.sparse
+
+        R, n, d = np.empty_like(P), *X.shape
+        _direction_rows(X.data, X.indices, X.indptr, sw, _transposed(vcoef), vb, t.type(x_scale), P, R)
+        columns = scipy.sparse.csr_matrix((X.data, X.indices, X.indptr), shape=X.shape).tocsc()
+        hWt = np.empty((d, coef.shape[0]), t)
+        _feature_sums(columns.data, columns.indices, columns.indptr, R, hWt)
+        return (hWt * t.type(x_scale / n)).T.copy(), R.sum(axis=0) / t.type(n)
+    parts = _Parts(X.shape[0], coef)
+    _hessian_parts(X.data, X.indices, X.indptr, sw, _transposed(coef), _transposed(vcoef), b, vb, t.type(x_scale),
+                   parts.count, parts.dWt, parts.db)
     return parts.mean(x_scale)
 
 
