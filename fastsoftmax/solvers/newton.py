@@ -52,7 +52,8 @@ def conjugate_gradient(product, g, tol, max_iter=MAX_INNER):
         r += step * Hd
         rr_next = float(r @ r)
         beta = rr_next / rr
-        d = -r + beta * d
+        d *= beta  # d = -r + beta d, in place: the vectors are k (d + 1) long
+        d -= r
         d_norm2 = rr_next + beta**2 * d_norm2
         rr = rr_next
     return p

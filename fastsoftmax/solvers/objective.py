@@ -85,8 +85,9 @@ class Objective:
         return w[:kd].reshape(self.k, self.d), w[kd:] if self.fit_intercept else np.zeros(self.k)
 
     def flat(self, both):
-        """A kernel's host vector [W's part, bias's part, ...] cut to the solver's variables, in float64."""
-        return both[: self.k * (self.d + self.fit_intercept)].astype(np.float64)
+        """A kernel's host vector [W's part, bias's part, ...] cut to the solver's variables, in float64 (the
+        vector itself where it is float64 already: each call's is its own)."""
+        return np.asarray(both[: self.k * (self.d + self.fit_intercept)], dtype=np.float64)
 
     def __call__(self, w):
         if "x" in self.last and np.array_equal(w, self.last["x"]):

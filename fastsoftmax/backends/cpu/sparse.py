@@ -201,7 +201,8 @@ def linear_softmax_hessian_product(X, coef, b, vcoef, vb, x_scale, sample_weight
         columns = scipy.sparse.csr_matrix((X.data, X.indices, X.indptr), shape=X.shape).tocsc()
         hWt = np.empty((d, coef.shape[0]), t)
         _feature_sums(columns.data, columns.indices, columns.indptr, R, hWt)
-        return (hWt * t.type(x_scale / n)).T.copy(), R.sum(axis=0) / t.type(n)
+        hWt *= t.type(x_scale / n)
+        return hWt.T, R.sum(axis=0) / t.type(n)
     parts = _Parts(X.shape[0], coef)
     _hessian_parts(X.data, X.indices, X.indptr, sw, _transposed(coef), _transposed(vcoef), b, vb, t.type(x_scale),
                    parts.count, parts.dWt, parts.db)
