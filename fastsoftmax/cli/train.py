@@ -282,7 +282,9 @@ def report_warnings(caught, model, say):
     """The fit's warnings: a ConvergenceWarning as one line naming the flags, the others as they came."""
     for w in caught:
         if issubclass(w.category, ConvergenceWarning) and model.solver in FULL_BATCH:
-            say(f"note: {model.solver}: {w.message}")
+            stopped = "max_iter" in str(w.message)  # else newton-cg's line search found no step
+            say(f"note: {model.solver} stopped at --max-iter {model.max_iter} before the gradient reached --tol "
+                f"{model.tol}" if stopped else f"note: {w.message}")
         elif issubclass(w.category, ConvergenceWarning):  # solvers/sgd.py's warn_if_not_learning
             fixes = "lower --lr" if model.lr == "auto" else "leave --lr at auto, lower it,"
             print(f"{PROG}: warning: the training loss is {model.history_[-1]['loss']:.4g} after "
