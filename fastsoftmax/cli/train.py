@@ -303,9 +303,8 @@ def summary(model, data, device, ran, seconds, out):
         f"train accuracy {last['train_acc']:.4f}")
     rows = data.x_train.shape[0]
     if model.solver in FULL_BATCH:
-        print(f"{accuracy}  |  "
-              f"{plural(len(ran), model.solver + ' iteration')} in {seconds:.2f} s, objective {last['loss']:.6f}, gradient max "
-              f"{last['grad_max']:.2e}  |  device {device_name(device)}", file=out)
+        print(f"{accuracy}  |  {plural(len(ran), model.solver + ' iteration')} in {seconds:.2f} s, objective "
+              f"{last['loss']:.6f}, gradient max {last['grad_max']:.2e}  |  device {device_name(device)}", file=out)
         return {"iterations": len(ran)}
     # The median epoch: the first one also warms the caches (and, with --dask, loads the kernels on the workers).
     epoch_seconds = statistics.median(r["train_seconds"] for r in ran)

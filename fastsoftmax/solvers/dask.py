@@ -5,10 +5,10 @@ The design of cuML's multi-GPU and Spark MLlib's logistic regression: for
 ``ops.linear_softmax_cross_entropy`` (each Hessian product
 ``ops.linear_softmax_hessian_product``) over X's row chunks where they lie
 (only W and b travel out; each chunk's sums come back, added by a tree of
-tasks), and one optimiser (lbfgs.py, newton.py) runs on the client. ``solver="sgd"`` visits the chunks in
-order (``fit_blocks``: the blocks of sgd.py's loop), each loaded onto the
-client: sequential by nature. A fitted model's predictions map it over the
-chunks, lazily (``map_rows``).
+tasks), and one optimiser (lbfgs.py, newton.py) runs on the client.
+``solver="sgd"`` visits the chunks in order (``fit_blocks``: the blocks of
+sgd.py's loop), each loaded onto the client: sequential by nature. A fitted
+model's predictions map it over the chunks, lazily (``map_rows``).
 
 Dask is an optional extra: this module imports it only inside the functions
 that need it (fastsoftmax.arrays.is_dask tells a Dask collection without it).
@@ -139,10 +139,12 @@ def _chunk_gradient(X, y, w, W, bias, x_scale, device):
 
 
 def _chunk_product(X, y, w, W, bias, V, vb, x_scale, device):
-    """One chunk's sum of the Hessian-vector product's rows (each times its weight in w), host float64."""
+    """One chunk's sum of the Hessian-vector product's rows (each times its weight in w), host float64: one
+    product per task, so no softmax is kept (the next product at W is another task's)."""
     xp = array_module(resolve_device(device))
     total, w = _chunk_means(w, X.shape[0])
-    product = in_memory_product(xp, _on_device(xp, X, W.dtype), x_scale, W.dtype, None if w is None else xp.asarray(w))
+    product = in_memory_product(xp, _on_device(xp, X, W.dtype), x_scale, W.dtype,
+                                None if w is None else xp.asarray(w), keep=False)
     return product(W, bias, V, vb).astype(np.float64) * total
 
 

@@ -38,16 +38,17 @@ def fused_gradient(xp, X, y, x_scale, dtype, sample_weight=None):
     return gradient
 
 
-def fused_hessian_product(xp, X, x_scale, dtype, sample_weight=None):
+def fused_hessian_product(xp, X, x_scale, dtype, sample_weight=None, keep=True):
     """product(W, bias, V, vb) over X in memory: the mean loss's Hessian at (W, bias) times (V, vb), one
     fused pass (ops.linear_softmax_hessian_product); the host vector of its W part (raveled), then its bias
-    part. Where keeps_probabilities allows, the softmax at the latest (W, bias) is kept (one forward pass)
-    and the products at that point read it: a Newton step's products share their point."""
+    part. With keep, where keeps_probabilities allows, the softmax at the latest (W, bias) is kept (one
+    forward pass) and the products at that point read it: a Newton step's products share their point. A
+    product called once (a Dask chunk's) passes keep=False: it would compute the softmax for nothing."""
     kept = {}
 
     def product(W, bias, V, vb):
         Wd, bd = xp.asarray(W.T, dtype=dtype), xp.asarray(bias, dtype=dtype)
-        if keeps_probabilities(X, W.shape[0], dtype) and not (
+        if keep and keeps_probabilities(X, W.shape[0], dtype) and not (
                 "W" in kept and np.array_equal(kept["W"], W) and np.array_equal(kept["bias"], bias)):
             kept.update(W=W.copy(), bias=bias.copy(), P=ops.linear_softmax(X, Wd, bd, x_scale=x_scale))
         HV, hb = ops.linear_softmax_hessian_product(

@@ -3,15 +3,17 @@
 The Hessian of the mean loss in (W, b) times a direction (V, vb) needs, per
 row, the softmax p of the logits at W and the direction's logits u = x_scale
 x @ V + vb: r = w (p * u - p (p . u)) (rows.hessian_row), and the product is
-x_scale X^T r / n with the bias's part sum(r) / n. Rows go in chunks, as in
-large.py: one gemm computes both logits at once, x @ [coef; vcoef]^T (2k
-columns), so each chunk of X is read from memory once; a Numba pass turns
-them into r in place, and a second gemm adds r^T x while the chunk is still
-in cache. Extra memory O(chunk (k + d) + k d), never n k; uint8 X is
-converted a chunk at a time. Any k: a full-batch solver's products are long
-gemms at any width, so there is no register-tile variant. Sums run in a
-fixed order (chunks in order, parts in part order), as in large.py. The CUDA
-twin is backends/cuda/hessian.py; a CSR X runs on sparse.py's twin of this.
+x_scale X^T r / n with the bias's part sum(r) / n. This is the path from
+BLAS_MIN_CLASSES classes on (below, fused.py's register tiles compute the
+same product). Rows go in chunks, as in large.py: one gemm computes both
+logits at once, x @ [coef; vcoef]^T (2k columns), so each chunk of X is read
+from memory once (with P, the softmax at W given, the gemm computes the
+direction's alone); a Numba pass turns them into r in place, and a second
+gemm adds r^T x while the chunk is still in cache. Extra memory O(chunk (k +
+d) + k d) beyond a given P, never n k; uint8 X is converted a chunk at a
+time. Sums run in a fixed order (chunks in order, parts in part order), as
+in large.py. The CUDA twin is backends/cuda/hessian.py; a CSR X runs on
+sparse.py's twin of this.
 """
 
 from __future__ import annotations
