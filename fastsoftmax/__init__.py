@@ -40,6 +40,7 @@ from .models.estimator import SoftmaxRegression
 from .models.sweep import SoftmaxRegressionSweep
 from .ops import (
     accuracy,
+    linear_cross_entropy,
     linear_logits,
     linear_softmax,
     linear_softmax_cross_entropy,
@@ -63,6 +64,7 @@ __all__ = [
     "SoftmaxRegressionSweep",
     "TrainingDivergedError",
     "accuracy",
+    "linear_cross_entropy",
     "linear_logits",
     "linear_softmax",
     "linear_softmax_cross_entropy",

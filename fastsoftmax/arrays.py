@@ -1,5 +1,6 @@
-"""What kind of array this is (NumPy, CuPy, Dask or sparse), told without importing CuPy, Dask or
-SciPy, the CSR triple the kernels take, and to_numpy: the one place every layer asks.
+"""What kind of array this is (NumPy, CuPy, Dask, sparse, or a PyTorch tensor or JAX array), told without
+importing CuPy, Dask, SciPy, PyTorch or JAX, the CSR triple the kernels take, to_numpy, and the DLPack
+exchange with PyTorch and JAX: the one place every layer asks.
 
 The habit of ``cupy.get_array_module``: code takes the array it is given and
 asks its kind, rather than a flag; which backend then runs it is
@@ -8,6 +9,8 @@ fastsoftmax.ops.dispatch's choice.
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from typing import NamedTuple
 
 import numpy as np
@@ -75,3 +78,58 @@ def device_of(*arrays) -> str:
 def to_numpy(a):
     """A new host array holding a's values (a copy on the CPU too: the caller keeps it)."""
     return a.get() if hasattr(a, "get") else np.array(a)
+
+
+def framework_of(a) -> str | None:
+    """``torch`` for a PyTorch tensor, ``jax`` for a JAX array, None for anything else."""
+    library = _library(a)
+    if library == "torch" and hasattr(a, "__dlpack__"):
+        return "torch"
+    if library in ("jax", "jaxlib") and hasattr(a, "__dlpack__"):
+        return "jax"
+    return None
+
+
+def _on_gpu(a) -> bool:
+    if framework_of(a) == "torch":
+        return a.device.type == "cuda"
+    return any(device.platform == "gpu" for device in a.devices())
+
+
+def from_framework(a, name: str):
+    """The PyTorch tensor or JAX array a as a NumPy array (on the CPU) or a CuPy array (on a GPU) over the
+    same memory, through DLPack: no copy, strides kept (a JAX array's NumPy view is read-only). A tensor that
+    requires grad is refused: the raw kernels record no autograd graph."""
+    if getattr(a, "requires_grad", False):
+        raise TypeError(f"{name} is a tensor that requires grad, and the raw kernels record no autograd graph: "
+                        f"use fastsoftmax.torch.linear_cross_entropy (it has autograd), or pass {name}.detach()")
+    if _on_gpu(a):
+        import cupy
+
+        return cupy.from_dlpack(a)
+    return np.from_dlpack(a)
+
+
+def to_framework(result, framework: str):
+    """A NumPy or CuPy result as the caller's kind (a PyTorch tensor or JAX array on the same device), through
+    DLPack: PyTorch shares the memory; JAX copies where its buffer rules want (CPU arrays it does not own).
+    Anything else (a Python number, None) as it is; tuples element by element."""
+    if isinstance(result, tuple):
+        return tuple(to_framework(r, framework) for r in result)
+    if not hasattr(result, "__dlpack__"):
+        return result
+    if framework == "torch":
+        return sys.modules["torch"].from_dlpack(result)
+    return sys.modules["jax"].numpy.from_dlpack(result)
+
+
+def framework_stream(arrays):
+    """A context in which CuPy works on the caller's current PyTorch CUDA stream (where a tensor is on a GPU),
+    so the kernels are ordered with the caller's own work and nothing waits; a no-op context otherwise."""
+    for a in arrays:
+        if framework_of(a) == "torch" and a.device.type == "cuda":
+            import cupy
+
+            torch = sys.modules["torch"]
+            return cupy.cuda.ExternalStream(torch.cuda.current_stream(a.device).cuda_stream)
+    return contextlib.nullcontext()

@@ -64,7 +64,8 @@ def instantiations(k: int) -> dict[str, list[str]]:
         + [template_id("reduce_partials", w) for w in W_TYPES],
         "shuffle": ["shuffle_rows"],
         "softmax_rows": [
-            template_id(kernel, w) for kernel in ("softmax_rows", "softmax_rows_gradient", "hessian_rows")
+            template_id(kernel, w)
+            for kernel in ("softmax_rows", "softmax_rows_gradient", "hessian_rows", "cross_entropy_rows")
             for w in W_TYPES
         ],
         "sweep": [template_id("sgd_step_many", w) for w in W_TYPES],

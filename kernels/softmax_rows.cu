@@ -13,7 +13,12 @@
 //    one cuBLAS product) -> r = w (p * u - p (p . u)), p = softmax(z): the rows
 //    of a Hessian-vector product (fastsoftmax/backends/cuda/hessian.py, and
 //    sparse.py's, which sums [z | u] from X's non-zeros)
-// Reference: linear_softmax, linear_softmax_cross_entropy and linear_softmax_hessian_product in
+//  - cross_entropy_rows: z -> each row's cross-entropy with label smoothing,
+//    and g = s (softmax(z) - q), q the smoothed one-hot target: the classifier
+//    head of fastsoftmax/backends/cuda/cross_entropy.py (PyTorch's and JAX's
+//    fused linear cross-entropy)
+// Reference: linear_softmax, linear_softmax_cross_entropy, linear_softmax_hessian_product and
+// linear_cross_entropy in
 // fastsoftmax/reference/kernels.py; the whole path is tested against them in
 // tests/test_cuda_large.py. CPU twin: fastsoftmax/backends/cpu/large.py, with
 // sgemm for the products and the same fused pass in Numba.
@@ -108,5 +113,36 @@ hessian_rows(const T* __restrict__ zu, const T* __restrict__ b, const T* __restr
             const T v = x_scale * ur[c] + vb[c];
             gr[c] = w * s.prob(x_scale * zr[c] + b[c]) * (v - pv);
         }
+    }
+}
+
+// z (nrows, k) T, a chunk's logits without the bias, whose rows are rows first.. of the input: losses[first + r]
+// = row r's cross-entropy against y[first + r] with label smoothing e, (1 - e)(lse - z_y) + e (lse - mean z),
+// lse the log-sum-exp of z[r] + b; and, where scale is not null, z[r] becomes in place
+// scale[first + r] (softmax(z[r] + b) - q), q = e / k everywhere plus 1 - e on the label: the gradient
+// of the row's scaled loss in its logits. The logits' sum is combined by xor shuffles as the softmax's.
+template <typename T>
+__global__ void __launch_bounds__(THREADS)
+cross_entropy_rows(T* __restrict__ z, const T* __restrict__ b, int k, int nrows, const long long* __restrict__ y,
+                   long long first, T smoothing, const T* __restrict__ scale, T* __restrict__ losses) {
+    using namespace softmax_rows_tile;
+    const int lane = threadIdx.x % WARP;
+    for (long long row = (long long)blockIdx.x * ROWS + threadIdx.x / WARP; row < nrows;
+         row += (long long)gridDim.x * ROWS) {
+        T* zr = z + row * k;
+        const int label = int(y[first + row]);
+        const T zy = zr[label] + b[label];
+        const WarpRowSoftmax<T> s(zr, b, T(1), k, lane);
+        T total = T(0);
+        for (int c = lane; c < k; c += WARP) total += zr[c] + b[c];
+#pragma unroll
+        for (int off = WARP / 2; off > 0; off /= 2) total += __shfl_xor_sync(FULL_MASK, total, off);
+        const T lse = log(s.sum) + s.m;
+        if (lane == 0) losses[first + row] = (T(1) - smoothing) * (lse - zy) + smoothing * (lse - total / T(k));
+        if (!scale) continue;
+        const T w = scale[first + row], off_target = smoothing / T(k);
+        __syncwarp();  // every lane has read its columns and the label's before their owners overwrite them
+        for (int c = lane; c < k; c += WARP)
+            zr[c] = w * (s.prob(zr[c] + b[c]) - off_target - (c == label ? T(1) - smoothing : T(0)));
     }
 }

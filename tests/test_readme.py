@@ -25,12 +25,13 @@ import fastsoftmax as fs
 from fastsoftmax.reference import kernels as ref
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-DASK, SWEEP, TEXT, KERNELS, ESTIMATOR = "dask", "sweep", "text", "kernels", "estimator"
+DASK, SWEEP, TEXT, KERNELS, ESTIMATOR, TORCH, JAX = "dask", "sweep", "text", "kernels", "estimator", "torch", "jax"
 # Each block by its section's heading and its place there: a new block fails test_every_readme_block_is_run
 # until it is named here and run.
 BLOCKS = {("More than one machine: Dask", 0): DASK, ("Many models in one pass: sweeps", 0): SWEEP,
           ("Text and other sparse data", 0): TEXT,
-          ("The kernel API", 0): KERNELS, ("The kernel API", 1): ESTIMATOR}
+          ("The kernel API", 0): KERNELS, ("The kernel API", 1): ESTIMATOR,
+          ("Inside PyTorch and JAX", 0): TORCH, ("Inside PyTorch and JAX", 1): JAX}
 DASK_ROWS = 2000
 
 
@@ -65,7 +66,7 @@ def namespace(fashion_mnist, tmp_path, monkeypatch):
 
 
 def test_every_readme_block_is_run():
-    assert list(readme_blocks()) == [DASK, SWEEP, TEXT, KERNELS, ESTIMATOR]
+    assert list(readme_blocks()) == [DASK, SWEEP, TEXT, KERNELS, ESTIMATOR, TORCH, JAX]
 
 
 def test_the_text_example_classifies_as_its_comment_says(namespace, capsys):
@@ -162,3 +163,18 @@ def test_the_dask_example(namespace, local_client):
     assert model.history_[-1]["loss"] == pytest.approx(expected.history_[-1]["loss"], rel=1e-5)
     assert isinstance(model.predict(X), da.Array)
     assert model.score(X, y) == pytest.approx(expected.score(X.compute(), y.compute()), abs=2 / DASK_ROWS)
+
+
+def test_the_pytorch_loop_trains_through_the_fused_head(namespace):
+    torch = pytest.importorskip("torch")
+    ns = run_block(TORCH, namespace)
+    with torch.no_grad():
+        logits = ns["head"](ns["body"](ns["x"]))
+        assert float((logits.argmax(1) == ns["y"]).float().mean()) > 0.75  # 3 epochs of 4096 images
+
+
+def test_the_jax_loop_trains(namespace):
+    pytest.importorskip("jax")
+    ns = run_block(JAX, namespace)
+    params, x, y = ns["params"], ns["x"], ns["y"]
+    assert float(ns["loss"]) < 0.9 and float(((x @ params["w"].T + params["b"]).argmax(1) == y).mean()) > 0.7

@@ -12,6 +12,9 @@ sample_weight, where a kernel takes it, weighs each row's loss and gradient:
 the loss becomes the weighted mean sum(w_i loss_i) / sum(w) (an SGD batch:
 see train_epoch).
 
+PyTorch tensors and JAX arrays (CPU or CUDA) are taken too, through DLPack
+without a copy, and the results come back as the caller's kind (interop.py).
+
 Nothing above this module calls a backend. Each function takes
 ``check_input=False`` for callers that validated their arrays already (the
 habit of scikit-learn's ``check_input``): SoftmaxRegression.fit checks once per
@@ -26,7 +29,9 @@ import numpy as np
 
 from ..arrays import CSR
 from ..reference.schedules import kind_of
+from .cross_entropy import linear_cross_entropy
 from .dispatch import backend_of
+from .interop import takes_frameworks
 from .validation import (
     NON_NEGATIVE_INT,
     NON_NEGATIVE_NUMBER,
@@ -83,11 +88,13 @@ def _forward(kernel, X, W, b, x_scale, check_input):
     return getattr(backend, kernel)(X, coef, b, x_scale)
 
 
+@takes_frameworks()
 def linear_softmax(X, W, b, *, x_scale=1.0, check_input=True):
     """softmax(x_scale * X @ W + b) by rows, fused: (n, k) in W's dtype."""
     return _forward("linear_softmax", X, W, b, x_scale, check_input)
 
 
+@takes_frameworks()
 def linear_logits(X, W, b, *, x_scale=1.0, check_input=True):
     """The logits x_scale * X @ W + b: (n, k) in W's dtype.
 
@@ -98,6 +105,7 @@ def linear_logits(X, W, b, *, x_scale=1.0, check_input=True):
     return _forward("linear_logits", X, W, b, x_scale, check_input)
 
 
+@takes_frameworks()
 def softmax_cross_entropy(logits, y):
     """(loss, dlogits): mean cross-entropy and its gradient (softmax - onehot) / n."""
     xp, backend = backend_of(logits, y)
@@ -106,6 +114,7 @@ def softmax_cross_entropy(logits, y):
     return backend.softmax_cross_entropy(logits, y)
 
 
+@takes_frameworks()
 def linear_softmax_cross_entropy(X, W, b, y, *, x_scale=1.0, sample_weight=None):
     """The fused training kernel: (loss, correct, dW, db) of the mean cross-entropy.
 
@@ -122,6 +131,7 @@ def linear_softmax_cross_entropy(X, W, b, y, *, x_scale=1.0, sample_weight=None)
     return loss, correct, dcoef.T, db
 
 
+@takes_frameworks()
 def linear_softmax_hessian_product(X, W, b, V, vb, *, x_scale=1.0, sample_weight=None, probabilities=None,
                                    check_input=True):
     """(HV, Hvb): the Hessian of linear_softmax_cross_entropy's loss in (W, b) times the direction (V, vb).
@@ -159,6 +169,7 @@ def linear_softmax_hessian_product(X, W, b, V, vb, *, x_scale=1.0, sample_weight
     return hcoef.T, hb
 
 
+@takes_frameworks()
 def accuracy(scores, y, *, check_input=True):
     """Fraction of rows whose argmax equals y."""
     xp, backend = backend_of(scores, y)
@@ -168,6 +179,7 @@ def accuracy(scores, y, *, check_input=True):
     return float(backend.count_correct(scores, y)) / scores.shape[0]
 
 
+@takes_frameworks("W", "b")
 def train_epoch(X, y, W, b, *, batch_size, lr, rows=None, seed=None, epoch=0, schedule="constant",
                 total_steps=None, start_step=0, weight_decay=0.0, x_scale=1.0, sample_weight=None, workspace=None,
                 check_input=True):
@@ -264,6 +276,7 @@ def _checked_steps(xp, X, rows, seed, epoch, batch_size, schedule, total_steps, 
                "x_scale": x_scale}
 
 
+@takes_frameworks("W", "b")
 def train_epoch_many(X, y, W, b, *, batch_size, lrs, weight_decays=None, rows=None, seed=None, epoch=0,
                      schedule="constant", total_steps=None, start_step=0, x_scale=1.0, sample_weight=None,
                      workspace=None, check_input=True):

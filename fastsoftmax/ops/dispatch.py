@@ -165,6 +165,11 @@ class Backend(Protocol):
         """(hcoef (k, d), hb): that loss's Hessian in (coef, b) times the direction (vcoef (k, d), vb);
         P: None, or the (n, k) C-contiguous softmax at (coef, b), which the product then reads."""
 
+    def linear_cross_entropy(self, X, coef, b, y, smoothing, scale, input_grad):
+        """(losses, dX, dcoef, db): each row's cross-entropy of softmax(X @ coef.T + b) against y with label
+        smoothing `smoothing` (X float of coef's dtype, coef (k, d) the weight itself); with scale (n,),
+        the gradients of sum_i scale_i loss_i (dX None unless input_grad), else None for all three."""
+
     def count_correct(self, scores, y):
         """The 0-d int64 count of rows whose argmax is y."""
 

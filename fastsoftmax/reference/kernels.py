@@ -65,6 +65,24 @@ def linear_softmax_hessian_product(X, W, b, V, vb, *, x_scale=1.0, sample_weight
     return Xs.T @ r, r.sum(axis=0)
 
 
+def linear_cross_entropy(X, weight, bias, y, *, label_smoothing=0.0, grad_scale=None):
+    """Each row's cross-entropy of softmax(X @ weight.T + bias) against y, with label smoothing e:
+    loss_i = (1 - e) (-log p_i[y_i]) + e / k sum_j (-log p_i[j]), PyTorch's F.cross_entropy(F.linear(X, weight,
+    bias), y, reduction="none", label_smoothing=e). weight is (k, d), as nn.Linear's. With grad_scale (n,),
+    (losses, dX, dweight, dbias): also the gradient of sum_i grad_scale_i loss_i."""
+    X, weight = np.asarray(X, np.float64), np.asarray(weight, np.float64)
+    logp = log_softmax(X @ weight.T + np.asarray(bias, np.float64))
+    n, k = logp.shape
+    rows, y = np.arange(n), np.asarray(y)
+    losses = -(1 - label_smoothing) * logp[rows, y] - label_smoothing / k * logp.sum(axis=1)
+    if grad_scale is None:
+        return losses
+    g = np.exp(logp) - label_smoothing / k  # softmax minus the smoothed one-hot target
+    g[rows, y] -= 1 - label_smoothing
+    g *= np.asarray(grad_scale, np.float64)[:, None]
+    return losses, g @ weight, g.T @ X, g.sum(axis=0)
+
+
 def accuracy(scores, y):
     return float((np.asarray(scores).argmax(axis=1) == np.asarray(y)).mean())
 

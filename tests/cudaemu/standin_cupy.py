@@ -511,3 +511,16 @@ cuda = types.SimpleNamespace(
     get_current_stream=get_current_stream,
 )
 
+
+
+def _gemm(transa, transb, a, b, out=None, alpha=1.0, beta=0.0):
+    """cupy.cublas.gemm: out = alpha op(a) @ op(b) + beta out, in out's own memory (op: 'N' or 'T')."""
+    op = {"N": lambda m: m, "T": lambda m: m.T}
+    product = alpha * (op[transa](a._a) @ op[transb](b._a))
+    if out is None:
+        return _wrap(product)
+    out._a[...] = product + beta * out._a if beta else product
+    return out
+
+
+cublas = types.SimpleNamespace(gemm=_gemm)

@@ -5,7 +5,8 @@ read X once and never write logits, and from BLAS_MIN_CLASSES classes the
 large-shape path of large.py (sgemm for the two matmuls, a fused Numba pass
 over each chunk of logits). The kernels that start from given logits are in
 logits.py, the many-model epoch of sweeps in sweep.py, the Hessian-vector
-product of second-order solvers in hessian.py; what the kernels share
+product of second-order solvers in hessian.py, the PyTorch-layout classifier head's loss and
+gradients (linear_cross_entropy) in cross_entropy.py; what the kernels share
 is in rows.py, the Numba machinery in jit.py. A CSR X (arrays.CSR) runs on
 sparse.py's kernels, at any k.
 """
@@ -14,10 +15,11 @@ from __future__ import annotations
 
 from ...arrays import CSR
 from . import fused, hessian, large, sparse, sweep
+from .cross_entropy import linear_cross_entropy
 from .logits import count_correct, softmax_cross_entropy
 from .rows import shuffle
 
-__all__ = ["count_correct", "linear_logits", "linear_softmax", "linear_softmax_cross_entropy",
+__all__ = ["count_correct", "linear_cross_entropy", "linear_logits", "linear_softmax", "linear_softmax_cross_entropy",
            "linear_softmax_hessian_product", "shuffle",
            "softmax_cross_entropy", "train_epoch", "train_epoch_many"]
 

@@ -7,7 +7,8 @@ matmuls, a fused pass over each chunk of logits, one launch per SGD step). A
 CSR X (fastsoftmax.arrays.CSR) runs on sparse.py's kernels, never densified.
 The kernels that start from given logits are in logits.py, the many-model
 epoch of sweeps in sweep.py, the Hessian-vector product of second-order
-solvers in hessian.py, the epoch's order of rows and row helpers in
+solvers in hessian.py, the PyTorch-layout classifier head (linear_cross_entropy)
+in cross_entropy.py, the epoch's order of rows and row helpers in
 rows.py, NVRTC and the device's attributes in compile.py. The CUDA sources
 are kernels/*.cu.
 """
@@ -16,10 +17,11 @@ from __future__ import annotations
 
 from ...arrays import CSR
 from . import fused, hessian, large, sparse, sweep
+from .cross_entropy import linear_cross_entropy
 from .logits import count_correct, softmax_cross_entropy
 from .rows import shuffle
 
-__all__ = ["count_correct", "linear_logits", "linear_softmax", "linear_softmax_cross_entropy",
+__all__ = ["count_correct", "linear_cross_entropy", "linear_logits", "linear_softmax", "linear_softmax_cross_entropy",
            "linear_softmax_hessian_product", "shuffle",
            "softmax_cross_entropy", "train_epoch", "train_epoch_many"]
 
