@@ -16,9 +16,9 @@ backward pass scales them by the incoming gradient. With "none" the backward
 pass takes the incoming per-row gradients and computes the rows again. Both
 are ``torch.library.custom_op``s with ``register_fake``, so torch.compile
 (fullgraph too) sees them as single ops. Training needs float32 or float64.
-Where the incoming gradient is 1 (``loss.backward()``), the backward pass
-hands on the gradients it saved as they are, so no second k x d array exists
-at once; otherwise it scales a copy.
+The backward pass scales those gradients in place and hands them on, so no
+second k x d array exists at once; a second backward pass through the same
+loss (retain_graph=True) computes them again.
 """
 
 from __future__ import annotations
@@ -106,27 +106,28 @@ def _setup_context(ctx, inputs, output):
     input, weight, target, bias, reduction, ignore_index, label_smoothing, with_grads, input_grad = inputs
     ctx.reduction, ctx.ignore_index, ctx.label_smoothing = reduction, ignore_index, label_smoothing
     ctx.has_bias, ctx.input_grad = bias is not None, input_grad
-    if reduction == "none":
-        ctx.save_for_backward(input, weight, target, bias)
-    else:
-        ctx.save_for_backward(*output[1:])
-
-
-def _scaled(saved, grad):
-    """saved * grad, or the saved gradient itself where grad is loss.backward()'s 1 (outside torch.compile's
-    tracing, which cannot branch on a value): a product would hold a second k x d gradient at once."""
-    if not torch.compiler.is_compiling() and bool(grad == 1):
-        return saved
-    return saved * grad
+    ctx.compiled = torch.compiler.is_compiling()
+    computed = with_grads and reduction != "none"
+    # Eager, the gradients computed forward are held on ctx alone, so that the backward pass hands them on
+    # without a copy (held by save_for_backward too, AccumulateGrad would copy them into .grad: a second k x d
+    # array). A traced graph takes tensors from save_for_backward alone.
+    ctx.save_for_backward(input, weight, target, bias, *(output[1:] if computed and ctx.compiled else ()))
+    ctx.computed = list(output[1:]) if computed and not ctx.compiled else None
 
 
 def _backward_of_forward(ctx, grad, *_):
-    if ctx.reduction == "none":
-        input, weight, target, bias = ctx.saved_tensors
-        dX, dweight, dbias = _backward(grad, input, weight, target, bias, ctx.ignore_index, ctx.label_smoothing,
-                                       ctx.input_grad)
+    input, weight, target, bias, *computed = ctx.saved_tensors
+    if ctx.computed is not None:  # the first backward pass takes them; another (retain_graph) computes again
+        computed, ctx.computed = ctx.computed, None
+    if computed and ctx.compiled:
+        dX, dweight, dbias = (g * grad for g in computed)
+    elif computed:  # loss.backward()'s 1 leaves them as they are: a pass over them costs ~10% at small k
+        dX, dweight, dbias = computed if bool(grad == 1) else (g.mul_(grad) for g in computed)
     else:
-        dX, dweight, dbias = (_scaled(g, grad) for g in ctx.saved_tensors)
+        _, kept = _rows(target, ctx.ignore_index)
+        rows = grad * (kept if ctx.reduction == "none" else _scales(kept, ctx.reduction, input.dtype))
+        dX, dweight, dbias = _backward(rows.to(input.dtype), input, weight, target, bias, ctx.ignore_index,
+                                       ctx.label_smoothing, ctx.input_grad)
     return (dX if ctx.input_grad else None, dweight, None, dbias if ctx.has_bias else None,
             None, None, None, None, None)
 

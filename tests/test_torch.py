@@ -174,3 +174,16 @@ def test_importing_fastsoftmax_imports_neither_torch_nor_jax():
     code = "import sys, fastsoftmax, fastsoftmax.ops; print('torch' in sys.modules, 'jax' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_a_second_backward_through_the_same_loss_computes_again():
+    """The forward pass's gradients are scaled in place and handed on by the first backward pass; a second one
+    (retain_graph=True) must compute them again, not reuse them scaled."""
+    x, weight, target, bias = problem(10, 4, 3)
+    loss = linear_cross_entropy(x, weight, target, bias, label_smoothing=0.1)
+    first = torch.autograd.grad(2 * loss, (x, weight, bias), retain_graph=True)
+    second = torch.autograd.grad(3 * loss, (x, weight, bias))
+    expected = torch.autograd.grad(unfused(x, weight, target, bias, label_smoothing=0.1), (x, weight, bias))
+    for a, b, e in zip(first, second, expected):
+        torch.testing.assert_close(a, 2 * e)
+        torch.testing.assert_close(b, 3 * e)

@@ -11,13 +11,16 @@ dX = G weight, dweight = G^T X, dbias = sum_i g_i. The PyTorch and JAX faces
 Per chunk of rows: sgemm writes the chunk's logits, one Numba pass (_rows)
 turns them in place into g with each row's loss, then sgemm writes the chunk's
 rows of dX and adds g^T x into dweight in place (BLAS's beta = 1, so no (k, d)
-temporary). All three products go through SciPy's BLAS, each into its output's
-own memory seen in Fortran order: NumPy ships a second OpenBLAS, and its
-threads, spinning after a product, fought SciPy's on the 2 cores (a 10-class
-head took 35x longer with the products split between the two). The chunk is sized so that its logits take at
+temporary; SciPy's BLAS, which takes beta, on dweight's own memory seen in
+Fortran order). NumPy ships a second OpenBLAS, whose threads, spinning after
+a product, fight SciPy's on the 2 cores when the products are short: below
+NARROW_CLASSES all three products go through SciPy (a 10-class head took 35x
+longer split between the two), above it the logits and dX go through NumPy,
+whose build ran the (rows, k) @ (k, d) product of dX at 131 GFLOP/s against
+SciPy's 94 (96 rows, k = 131072, d = 2048; 172 against 165 at k = 32768). The chunk is sized so that its logits take at
 most LOGIT_BYTES, whatever k is: the extra memory is O(chunk k) beyond the
 inputs and the gradients, never n k (the (1024, 2048, 131072) head of the
-issue's benchmark holds 64 rows of logits, 32 MB, where eager PyTorch holds
+issue's benchmark holds 96 rows of logits, 48 MB, where eager PyTorch holds
 several n x k arrays). Each chunk reads weight twice and updates dweight once,
 so fewer rows per chunk cost memory traffic: CHUNK_MIN_ROWS keeps the
 products at sgemm's rate. The pass runs a row per task: at k = 131072 its
@@ -33,7 +36,7 @@ from numba import prange
 
 from .jit import JIT, PRANGE, njit
 
-LOGIT_BYTES = 32 << 20  # a chunk's logits: 64 rows at k = 131072 in float32
+LOGIT_BYTES = 48 << 20  # a chunk's logits: 96 rows at k = 131072 in float32
 CACHE_ELEMENTS = 1 << 20  # a chunk of X (rows x d) that stays in cache between the products that read it
 CHUNK_MIN_ROWS = 16
 # Below this many classes dweight is summed as (d, k) and transposed at the end: OpenBLAS's product with
@@ -81,20 +84,24 @@ def linear_cross_entropy(X, coef, b, y, smoothing, scale, input_grad):
     chunk = chunk_rows(n, d, k, t.itemsize)
     losses, logits = np.empty(n, t), np.empty((chunk, k), t)
     grads = scale is not None
-    gemm = blas.get_blas_funcs("gemm", dtype=t)
+    gemm, narrow = blas.get_blas_funcs("gemm", dtype=t), k < NARROW_CLASSES
     if grads:
         dX = np.empty((n, d), t) if input_grad else None
-        narrow = k < NARROW_CLASSES
         dcoef, db = np.zeros((d, k) if narrow else (k, d), t), np.zeros(k, t)
     for lo in range(0, n, chunk):
         hi = min(n, lo + chunk)
         x, z = X[lo:hi], logits[: hi - lo]
-        gemm(1.0, coef.T, x.T, c=z.T, trans_a=True, overwrite_c=True)  # z = x @ coef.T
+        if narrow:
+            gemm(1.0, coef.T, x.T, c=z.T, trans_a=True, overwrite_c=True)  # z = x @ coef.T
+        else:
+            np.matmul(x, coef.T, out=z)
         _rows(z, b, y[lo:hi], smoothing, scale[lo:hi] if grads else losses[:0], losses[lo:hi])
         if not grads:
             continue
-        if input_grad:
+        if input_grad and narrow:
             gemm(1.0, coef.T, z.T, c=dX[lo:hi].T, overwrite_c=True)  # dX[lo:hi] = z @ coef
+        elif input_grad:
+            np.matmul(z, coef, out=dX[lo:hi])
         if narrow:
             gemm(1.0, z.T, x.T, beta=1.0, c=dcoef.T, trans_b=True, overwrite_c=True)  # dcoef += x.T @ z
         else:
