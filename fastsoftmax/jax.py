@@ -30,11 +30,7 @@ except ImportError:  # pragma: no cover - the message is the point
 import numpy as np
 
 from .ops import linear_cross_entropy as fused
-from .ops.validation import Rule
-
-REDUCTIONS = ("mean", "sum", "none")
-_REDUCTION = Rule(str, choices=REDUCTIONS)
-_SMOOTHING = Rule(float, low=0, high=1)
+from .ops.cross_entropy import REDUCTIONS, check_head_call  # noqa: F401 (REDUCTIONS: public)
 
 
 def _host_rows(target, ignore_index):
@@ -121,14 +117,7 @@ def linear_cross_entropy(input, weight, target, bias=None, *, reduction="mean", 
     >>> jax.grad(linear_cross_entropy, argnums=1)(x, w, jnp.array([0, 1, 2, 3])).shape
     (5, 3)
     """
-    _REDUCTION.check("reduction", reduction)
-    _SMOOTHING.check("label_smoothing", label_smoothing)
-    if input.ndim < 1 or weight.ndim != 2 or input.shape[-1] != weight.shape[1]:
-        raise ValueError(f"input (..., features) and weight (classes, features) must share their features, got "
-                         f"input {input.shape} and weight {weight.shape}")
-    if target.shape != input.shape[:-1]:
-        raise ValueError(f"target must have input's leading shape {input.shape[:-1]}, one class index a row, "
-                         f"got {target.shape}")
+    check_head_call(input, weight, target, reduction, label_smoothing)
     if input.dtype not in (jnp.float32, jnp.float64) or weight.dtype != input.dtype:
         raise TypeError(f"input and weight must both be float32 or both float64, got {input.dtype} and "
                         f"{weight.dtype}: cast with .astype(jnp.float32)")

@@ -29,12 +29,7 @@ except ImportError:  # pragma: no cover - the message is the point
     raise ImportError("fastsoftmax.torch needs PyTorch: pip install 'fastsoftmax[torch]'") from None
 
 from .ops import linear_cross_entropy as fused
-from .ops.validation import Rule
-
-REDUCTIONS = ("mean", "sum", "none")
-_REDUCTION = Rule(str, choices=REDUCTIONS)
-_SMOOTHING = Rule(float, low=0, high=1)
-_EMPTY = ()
+from .ops.cross_entropy import REDUCTION, REDUCTIONS, SMOOTHING, check_head_call  # noqa: F401 (REDUCTIONS: public)
 
 
 def _rows(target, ignore_index):
@@ -160,14 +155,7 @@ def linear_cross_entropy(input, weight, target, bias=None, *, reduction="mean", 
     >>> bool(torch.isclose(loss, torch.nn.functional.cross_entropy(head(x), torch.tensor([0, 1, 2, 0, 1, -100]))))
     True
     """
-    _REDUCTION.check("reduction", reduction)
-    _SMOOTHING.check("label_smoothing", label_smoothing)
-    if input.dim() < 1 or weight.dim() != 2 or input.shape[-1] != weight.shape[1]:
-        raise ValueError(f"input (..., features) and weight (classes, features) must share their features, got "
-                         f"input {tuple(input.shape)} and weight {tuple(weight.shape)}")
-    if target.shape != input.shape[:-1]:
-        raise ValueError(f"target must have input's leading shape {tuple(input.shape[:-1])}, one class index a "
-                         f"row, got {tuple(target.shape)}")
+    check_head_call(input, weight, target, reduction, label_smoothing)
     if input.dtype not in (torch.float32, torch.float64) or weight.dtype != input.dtype:
         raise TypeError(f"input and weight must both be float32 or both float64, got {input.dtype} and "
                         f"{weight.dtype}: cast with .float()")
@@ -185,9 +173,9 @@ class LinearCrossEntropyLoss(torch.nn.Module):
 
     def __init__(self, reduction="mean", ignore_index=-100, label_smoothing=0.0):
         super().__init__()
-        self.reduction = _REDUCTION.check("reduction", reduction)
+        self.reduction = REDUCTION.check("reduction", reduction)
         self.ignore_index = int(ignore_index)
-        self.label_smoothing = float(_SMOOTHING.check("label_smoothing", label_smoothing))
+        self.label_smoothing = float(SMOOTHING.check("label_smoothing", label_smoothing))
 
     def forward(self, input, weight, target, bias=None):
         return linear_cross_entropy(input, weight, target, bias, reduction=self.reduction,

@@ -13,6 +13,21 @@ from .interop import takes_frameworks
 from .validation import WEIGHT_DTYPES, Rule, check_finite, check_labels, check_matrix
 
 SMOOTHING = Rule(float, low=0, high=1)
+REDUCTIONS = ("mean", "sum", "none")
+REDUCTION = Rule(str, choices=REDUCTIONS)
+
+
+def check_head_call(input, weight, target, reduction, label_smoothing):
+    """The checks fastsoftmax.torch's and fastsoftmax.jax's linear_cross_entropy share, on any framework's arrays:
+    the options, and input (..., features), weight (classes, features) and target (...) shapes that fit."""
+    REDUCTION.check("reduction", reduction)
+    SMOOTHING.check("label_smoothing", label_smoothing)
+    if input.ndim < 1 or weight.ndim != 2 or input.shape[-1] != weight.shape[1]:
+        raise ValueError(f"input (..., features) and weight (classes, features) must share their features, got "
+                         f"input {tuple(input.shape)} and weight {tuple(weight.shape)}")
+    if tuple(target.shape) != tuple(input.shape[:-1]):
+        raise ValueError(f"target must have input's leading shape {tuple(input.shape[:-1])}, one class index a "
+                         f"row, got {tuple(target.shape)}")
 
 
 @takes_frameworks()
